@@ -1,0 +1,183 @@
+"""The composition root: builds config → state → registry → connectors → router → server.
+
+Nothing else constructs these objects. `create_app` binds but does not start, so tests run
+the real server in-process on port 0; `serve` runs it until SIGTERM/SIGINT and drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from provider_router.api.health import SERVICE_NAME, HealthReporter
+from provider_router.api.interceptors import AuthInterceptor, Observer
+from provider_router.api.servicer import RouterServicer
+from provider_router.autoregister import providers_from_env
+from provider_router.config import Config
+from provider_router.connectors.factory import resolve_api_key
+from provider_router.domain import ProviderSpec
+from provider_router.errors import ConfigError
+from provider_router.routing.planner import Planner
+from provider_router.routing.pool import ConnectorPool
+from provider_router.routing.registry import Registry
+from provider_router.routing.router import AvailabilityGate, Router
+from provider_router.routing.settings import RoutingSettings
+from provider_router.state.base import StateStore
+from provider_router.state.memory import open_state_store
+from provider_router.telemetry.metrics import Metrics
+from provider_router.v1 import router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# Keepalive and message limits a production gRPC service wants; defaults are too loose.
+SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.so_reuseport", 1),
+)
+
+
+def _api_keys(env: Mapping[str, str], name: str) -> frozenset[str]:
+    return frozenset(k.strip() for k in env.get(name, "").split(",") if k.strip())
+
+
+def with_default_target(routing: RoutingSettings, specs: tuple[ProviderSpec, ...]
+                        ) -> RoutingSettings:
+    """Routing settings whose default is the highest-priority provider's first model, when
+    the config names no default (so an empty `model` works out of the box)."""
+    if routing.default_provider or not specs:
+        return routing
+    first = max(specs, key=lambda s: s.priority)
+    model = first.models[0].name if first.models else ""
+    return replace(routing, default_provider=first.name, default_model=model)
+
+
+class SecretIndex:
+    """Every secret value the process knows, for the log redaction filter."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.registry: Registry | None = None
+
+    def __call__(self) -> Iterator[str]:
+        """Yield the secrets of registered providers (inline keys and env-referenced ones)."""
+        if self.registry is None:
+            return
+        for spec in self.registry.snapshot().providers.values():
+            key = resolve_api_key(spec, self._env)
+            if key is not None:
+                yield key.reveal()
+
+
+@dataclass
+class App:
+    """A built server and everything it owns."""
+
+    config: Config
+    server: grpc.aio.Server
+    port: int
+    health: HealthReporter
+    router: Router
+    registry: Registry
+    pool: ConnectorPool
+    store: StateStore
+    metrics: Metrics
+    stopped: bool = False
+
+    async def start(self) -> None:
+        """Start serving and report SERVING."""
+        await self.server.start()
+        await self.health.serving()
+        log.info("serving on port %d (%d providers)", self.port,
+                 len(self.registry.snapshot().providers))
+
+    async def shutdown(self, drain_delay_s: float | None = None, grace_s: float | None = None
+                       ) -> None:
+        """NOT_SERVING at once, wait for load balancers to notice, then let calls finish."""
+        if self.stopped:
+            return
+        self.stopped = True
+        server = self.config.server
+        await self.health.draining()
+        delay = server.drain_delay_s if drain_delay_s is None else drain_delay_s
+        log.info("draining: NOT_SERVING for %.1fs, then up to %.1fs for in-flight calls",
+                 delay, server.grace_s if grace_s is None else grace_s)
+        await asyncio.sleep(delay)
+        await self.server.stop(server.grace_s if grace_s is None else grace_s)
+        await self.pool.aclose()
+        await self.store.aclose()
+        log.info("stopped")
+
+
+async def create_app(config: Config, env: Mapping[str, str], listen: str | None = None,
+                     secrets: SecretIndex | None = None) -> App:
+    """Build the whole service from config, bound to `listen` but not started."""
+    metrics = Metrics()
+    specs = config.providers
+    if config.autoregister:
+        specs = specs + providers_from_env(env, config.providers)
+    routing = with_default_target(config.routing, specs)
+    store = open_state_store(config.state.url, config.state.registry_file)
+    registry = Registry(store, routing)
+    await registry.load(specs)
+    if secrets is not None:
+        secrets.registry = registry
+    gate = AvailabilityGate(registry, env)
+    pool = ConnectorPool(config.connectors)
+    router = Router(registry, Planner(registry, routing, random.Random(), gate), pool, gate, env)
+    health = HealthReporter()
+    await health.starting()
+
+    auth = config.auth
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(_api_keys(env, auth.client_keys_env),
+                                      _api_keys(env, auth.admin_keys_env))],
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
+    )
+    servicer = RouterServicer(router, Observer(metrics), config.server.default_deadline_s)
+    router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    if config.server.reflection:
+        names = (router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name,
+                 "grpc.health.v1.Health", reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+    address = listen or config.server.listen
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigError("server.listen", address, "an address this process can bind (in use?)")
+    metrics.providers.set(len(registry.snapshot().providers))
+    return App(config, server, port, health, router, registry, pool, store, metrics)
+
+
+async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,
+                listen: str | None = None) -> int:
+    """Run until SIGTERM or SIGINT, then drain; returns the process exit code."""
+    app = await create_app(config, env, listen, secrets)
+    if config.metrics.port:
+        app.metrics.serve(config.metrics.host, config.metrics.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    log.info("%s ready (health service %r)", SERVICE_NAME, SERVICE_NAME)
+    await stop.wait()
+    log.info("signal received: shutting down")
+    await app.shutdown()
+    return 0

@@ -1,0 +1,231 @@
+"""Typed configuration: one TOML file, every value overridable by PROVIDER_ROUTER_* variables.
+
+Override rule: `PROVIDER_ROUTER_<SECTION>_<KEY>` sets `[section] key`, e.g.
+`PROVIDER_ROUTER_SERVER_LISTEN=0.0.0.0:6000` or `PROVIDER_ROUTER_ROUTING_ENABLED=false`. The
+value is read as a TOML value when it parses as one (numbers, booleans, arrays), else as a
+string. Everything is validated at start; a bad value raises ConfigError naming the key, the
+value and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provider_router.config_values import Table, as_table, boolean, choice, number, text
+from provider_router.connectors.factory import ConnectorSettings
+from provider_router.domain import ProviderSpec, ProviderTimeouts
+from provider_router.errors import ConfigError
+from provider_router.provider_config import parse_providers
+from provider_router.routing.settings import RoutingSettings, parse_routing_settings
+
+ENV_PREFIX = "PROVIDER_ROUTER_"
+# Variables of the prefix that are not config overrides (CLI client settings).
+RESERVED_ENV = frozenset({"PROVIDER_ROUTER_TARGET", "PROVIDER_ROUTER_API_KEY",
+                          "PROVIDER_ROUTER_CONFIG", "PROVIDER_ROUTER_ADMIN_API_KEY"})
+SECTIONS = ("server", "logging", "state", "auth", "connectors", "metrics", "routing",
+            "autoregister")
+DEFAULT_REGISTRY_FILE = "~/.local/state/provider-router/registry.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """[server]: where to listen and how to shut down."""
+
+    listen: str = "0.0.0.0:50051"
+    drain_delay_s: float = 2.0
+    grace_s: float = 10.0
+    default_deadline_s: float = 120.0
+    workers: int = 1
+    reflection: bool = True
+    max_concurrent_rpcs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """[logging]: level and format (text or json)."""
+
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """[state]: the state store URI and where runtime registrations persist."""
+
+    url: str = "memory://"
+    registry_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """[auth]: API keys read from environment variables (comma-separated); none = open."""
+
+    client_keys_env: str = "PROVIDER_ROUTER_CLIENT_KEYS"
+    admin_keys_env: str = "PROVIDER_ROUTER_ADMIN_KEYS"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """[metrics]: Prometheus exposition port (0 = off) and bind address."""
+
+    port: int = 0
+    host: str = "0.0.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    server: ServerSettings = ServerSettings()
+    logging: LoggingSettings = LoggingSettings()
+    state: StateSettings = StateSettings()
+    auth: AuthSettings = AuthSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
+    routing: RoutingSettings = field(default_factory=lambda: parse_routing_settings({}))
+    providers: tuple[ProviderSpec, ...] = ()
+    autoregister: bool = True
+    source: str = "defaults"
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment, and validate the configuration."""
+    env = dict(os.environ) if env is None else env
+    raw: dict[str, object] = {}
+    if path is not None:
+        raw = _read_toml(path)
+    apply_env_overrides(raw, env)
+    return build_config(raw, env, source=str(path) if path else "defaults")
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("--config", str(path), "an existing TOML file (no such file)") from None
+    except IsADirectoryError:
+        raise ConfigError("--config", str(path), "a TOML file, not a directory") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", str(path), f"valid TOML ({exc})") from None
+
+
+def _env_value(value: str) -> object:
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def apply_env_overrides(raw: dict[str, object], env: Mapping[str, str]) -> None:
+    """Fold PROVIDER_ROUTER_<SECTION>_<KEY> variables into the raw TOML tables."""
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            if name.endswith(("_KEYS",)):
+                continue  # API key lists named by [auth]; read where they are used
+            raise ConfigError(name, value, f"PROVIDER_ROUTER_<SECTION>_<KEY> with SECTION one "
+                                           f"of {', '.join(s.upper() for s in SECTIONS)}")
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(section, table, "a table")
+        table[rest[len(section) + 1:]] = _env_value(value)
+
+
+def _server(t: Table) -> ServerSettings:
+    d = ServerSettings()
+    settings = ServerSettings(
+        listen=text(t, "listen", d.listen),
+        drain_delay_s=number(t, "drain_delay", d.drain_delay_s, low=0.0),
+        grace_s=number(t, "grace", d.grace_s, low=0.0),
+        default_deadline_s=number(t, "default_deadline", d.default_deadline_s, low=0.001),
+        workers=int(number(t, "workers", d.workers, low=1, integer=True)),
+        reflection=boolean(t, "reflection", d.reflection),
+        max_concurrent_rpcs=int(number(t, "max_concurrent_rpcs", 0, low=0, integer=True)),
+    )
+    check_listen(settings.listen)
+    t.done()
+    return settings
+
+
+def check_listen(listen: str) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("server.listen", listen, "HOST:PORT with a port from 0 to 65535")
+
+
+def _connectors(t: Table, env: Mapping[str, str]) -> ConnectorSettings:
+    d = ConnectorSettings()
+    dt = d.default_timeouts
+    settings = ConnectorSettings(
+        default_timeouts=ProviderTimeouts(
+            connect=number(t, "connect_timeout", dt.connect, low=0.001),
+            first_token=number(t, "first_token_timeout", dt.first_token, low=0.001),
+            idle=number(t, "idle_timeout", dt.idle, low=0.001),
+            total=number(t, "total_timeout", dt.total, low=0.001),
+        ),
+        anthropic_max_tokens=int(number(t, "anthropic_max_tokens", d.anthropic_max_tokens,
+                                        low=1, integer=True)),
+        anthropic_version=text(t, "anthropic_version", d.anthropic_version),
+        env=env,
+    )
+    t.done()
+    return settings
+
+
+def _state(t: Table) -> StateSettings:
+    url = text(t, "url", "memory://")
+    if not url.startswith(("memory://", "redis://", "rediss://")):
+        raise ConfigError("state.url", url, "a memory:// or redis:// URI")
+    file_value = text(t, "registry_file", DEFAULT_REGISTRY_FILE)
+    registry_file = None if file_value in ("", "none") else Path(file_value).expanduser()
+    t.done()
+    return StateSettings(url=url, registry_file=registry_file)
+
+
+def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str) -> Config:
+    """Validate raw TOML tables into a Config."""
+    known = set(SECTIONS) | {"providers"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(key, raw[key], f"one of the sections {', '.join(sorted(known))}")
+    logging_t = as_table(raw, "logging")
+    log = LoggingSettings(
+        level=choice(logging_t, "level", "info", ("debug", "info", "warning", "error")),
+        format=choice(logging_t, "format", "text", ("text", "json")),
+    )
+    logging_t.done()
+    auth_t = as_table(raw, "auth")
+    auth = AuthSettings(client_keys_env=text(auth_t, "client_keys_env", AuthSettings.client_keys_env),
+                        admin_keys_env=text(auth_t, "admin_keys_env", AuthSettings.admin_keys_env))
+    auth_t.done()
+    metrics_t = as_table(raw, "metrics")
+    metrics = MetricsSettings(
+        port=int(number(metrics_t, "port", 0, low=0, high=65535, integer=True)),
+        host=text(metrics_t, "host", "0.0.0.0"))
+    metrics_t.done()
+    auto_t = as_table(raw, "autoregister")
+    autoregister = boolean(auto_t, "enabled", True)
+    auto_t.done()
+    routing_raw = raw.get("routing", {})
+    if not isinstance(routing_raw, Mapping):
+        raise ConfigError("routing", routing_raw, "a table")
+    return Config(
+        server=_server(as_table(raw, "server")),
+        logging=log,
+        state=_state(as_table(raw, "state")),
+        auth=auth,
+        metrics=metrics,
+        connectors=_connectors(as_table(raw, "connectors"), env),
+        routing=parse_routing_settings(routing_raw),
+        providers=parse_providers(raw.get("providers", [])),
+        autoregister=autoregister,
+        source=source,
+    )

@@ -1,0 +1,82 @@
+"""Typed, forgiving access to decoded provider JSON.
+
+Providers omit fields, send null, or change a type now and then; these readers return a
+neutral value instead of raising, so one odd field never breaks a whole answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from provider_router.domain import JsonObject, JsonValue
+
+_EMPTY: JsonObject = {}
+
+
+def parse_json(text: str | bytes) -> JsonValue:
+    """Decode JSON text; raises ValueError on malformed input."""
+    value: JsonValue = json.loads(text)
+    return value
+
+
+def dumps(value: JsonValue) -> str:
+    """Compact JSON text."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def obj(value: JsonValue | None) -> JsonObject:
+    """`value` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
+def field(value: JsonValue | None, *keys: str) -> JsonValue:
+    """The value at a path of object keys, or None."""
+    current: JsonValue | None = value
+    for key in keys:
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(key)
+    return current
+
+
+def items(value: JsonValue | None) -> list[JsonValue]:
+    """`value` if it is a JSON array, else an empty list."""
+    return value if isinstance(value, list) else []
+
+
+def text(value: JsonValue | None) -> str:
+    """`value` if it is a string, else ""."""
+    return value if isinstance(value, str) else ""
+
+
+def integer(value: JsonValue | None) -> int:
+    """`value` as a non-negative int (bools and junk count as 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(0, int(value))
+
+
+def has_int(value: JsonValue | None) -> bool:
+    """Whether `value` is a number (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def to_json_dict(value: JsonObject) -> dict[str, JsonValue]:
+    """A mutable copy of a JSON object, for embedding in a request body."""
+    return dict(value)
+
+
+def arguments_object(arguments_json: str) -> dict[str, JsonValue]:
+    """Tool-call arguments as an object, for providers that want parsed input.
+
+    Models sometimes emit invalid or non-object arguments; those are passed as
+    {"_raw": text} rather than dropped, so the caller's history is kept intact.
+    """
+    if not arguments_json.strip():
+        return {}
+    try:
+        value = parse_json(arguments_json)
+    except ValueError:
+        return {"_raw": arguments_json}
+    return dict(value) if isinstance(value, Mapping) else {"_raw": arguments_json}

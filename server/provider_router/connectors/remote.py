@@ -1,0 +1,85 @@
+"""The shared shape of a connector that speaks JSON over HTTP to a remote provider.
+
+Subclasses only translate (their module's pure `to_request`, `from_response` and stream
+state); pooling, timeouts, cancellation and error mapping live here and in http.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from provider_router.connectors.http import ErrorMapper, HttpCall, HttpClient
+from provider_router.connectors.settings import ConnectorSettings
+from provider_router.connectors.streaming import StreamDecoder
+from provider_router.connectors.timing import PhaseTimeouts
+from provider_router.domain import (
+    ChatResult,
+    JsonValue,
+    ProbeResult,
+    ProviderRequest,
+    ProviderSpec,
+    StreamEvent,
+)
+from provider_router.errors import ProviderError
+from provider_router.resilience.deadline import Deadline
+
+# A liveness check should answer fast even when chat timeouts are generous.
+_MAX_PROBE_S = 10.0
+
+
+class RemoteConnector:
+    """Base of the HTTP connectors; subclasses supply the wire translation."""
+
+    def __init__(self, spec: ProviderSpec, settings: ConnectorSettings,
+                 map_error: ErrorMapper) -> None:
+        self.spec = spec
+        self.settings = settings
+        timeouts = PhaseTimeouts.resolve(spec.timeouts, settings.default_timeouts)
+        self._http = HttpClient(spec.name, timeouts, map_error, limit=spec.max_concurrent)
+
+    def build_call(self, request: ProviderRequest, *, stream: bool) -> HttpCall:
+        """The provider request for a chat call."""
+        raise NotImplementedError
+
+    def decoder(self, request: ProviderRequest) -> StreamDecoder:
+        """A fresh stream decoder for one streaming call."""
+        raise NotImplementedError
+
+    def parse(self, body: JsonValue, request: ProviderRequest) -> ChatResult:
+        """The normalized result of a unary call."""
+        raise NotImplementedError
+
+    def probe_call(self) -> HttpCall:
+        """The token-free request that proves the provider is reachable and accepts us."""
+        raise NotImplementedError
+
+    async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
+        """Complete the request in one call."""
+        call = self.build_call(request, stream=False)
+        body = await self._http.request_json(call, deadline)
+        return self.parse(body, request)
+
+    async def stream(self, request: ProviderRequest,
+                     deadline: Deadline) -> AsyncIterator[StreamEvent]:
+        """Stream the answer: deltas, then exactly one StreamFinish; raises on failure."""
+        call = self.build_call(request, stream=True)
+        # aclosing: if our consumer stops early, the inner stream (and its socket) closes now,
+        # not whenever the garbage collector gets to it.
+        async with aclosing(self._http.stream(call, deadline, self.decoder(request))) as events:
+            async for event in events:
+                yield event
+
+    async def probe(self) -> ProbeResult:
+        """A cheap liveness check that spends no tokens."""
+        try:
+            call = self.probe_call()
+        except ProviderError as exc:
+            return ProbeResult(False, exc.message)
+        timeouts = self._http.timeouts
+        timeout = min(_MAX_PROBE_S, timeouts.connect + timeouts.first_token, timeouts.total)
+        return await self._http.probe(call, timeout)
+
+    async def aclose(self) -> None:
+        """Release pooled connections; safe to call twice."""
+        await self._http.aclose()

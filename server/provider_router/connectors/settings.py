@@ -1,0 +1,67 @@
+"""How connectors are configured: server-wide settings, default base URLs and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
+
+DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=30.0, idle=30.0, total=300.0)
+"""Per-phase timeouts used when neither the provider spec nor the config sets one."""
+
+DEFAULT_BASE_URLS: Mapping[ProviderKind, str] = MappingProxyType({
+    ProviderKind.OPENAI: "https://api.openai.com/v1",
+    ProviderKind.ANTHROPIC: "https://api.anthropic.com",
+    ProviderKind.GEMINI: "https://generativelanguage.googleapis.com/v1beta",
+    ProviderKind.OLLAMA: "http://localhost:11434",
+})
+"""The base URL of each hosted protocol, used when a spec leaves `base_url` empty."""
+
+KEY_REQUIRED: frozenset[ProviderKind] = frozenset(
+    {ProviderKind.OPENAI, ProviderKind.ANTHROPIC, ProviderKind.GEMINI})
+"""Kinds that cannot be called without an API key."""
+
+SUGGESTED_KEY_ENVS: Mapping[ProviderKind, str] = MappingProxyType({
+    ProviderKind.OPENAI: "OPENAI_API_KEY",
+    ProviderKind.ANTHROPIC: "ANTHROPIC_API_KEY",
+    ProviderKind.GEMINI: "GEMINI_API_KEY",
+})
+"""The conventional env var per kind; only named in hints, never read implicitly, so a
+runtime-registered provider with a foreign base URL cannot pick up another provider's key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorSettings:
+    """Server-wide connector settings (the `[connectors]` config section)."""
+
+    default_timeouts: ProviderTimeouts = DEFAULT_TIMEOUTS
+    anthropic_max_tokens: int = 4096
+    anthropic_version: str = "2023-06-01"
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def resolve_api_key(spec: ProviderSpec, env: Mapping[str, str]) -> Secret | None:
+    """The provider's key: the registered secret, else the env var it names, else None."""
+    if spec.api_key:
+        return spec.api_key
+    if spec.api_key_env:
+        value = env.get(spec.api_key_env, "")
+        if value:
+            return Secret(value)
+    return None
+
+
+def missing_key_hint(spec: ProviderSpec) -> str:
+    """A human hint for a provider whose key is missing, naming no secret."""
+    if spec.api_key_env:
+        return f"set {spec.api_key_env}"
+    suggested = SUGGESTED_KEY_ENVS.get(spec.kind, "an env var")
+    return f"no API key: set api_key, or api_key_env (e.g. {suggested})"
+
+
+def base_url(spec: ProviderSpec) -> str:
+    """The spec's base URL without a trailing slash, or the kind's default."""
+    url = spec.base_url or DEFAULT_BASE_URLS.get(spec.kind, "")
+    return url.rstrip("/")

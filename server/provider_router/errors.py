@@ -1,0 +1,243 @@
+"""One error hierarchy for the whole service.
+
+Every failure is classified once, where it happens (a connector's `map_error`, validation,
+the router); api/status.py maps the classes to gRPC status codes in one table. Messages never
+contain secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provider_router.domain import Attempt, AttemptOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One problem with one field of a request or config."""
+
+    field: str
+    description: str
+
+
+class RouterError(Exception):
+    """Base of every error this service raises on purpose."""
+
+    reason: str = "ROUTER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- caller and configuration errors --------------------------------------------------------
+
+
+class InvalidRequestError(RouterError):
+    """The request is invalid; one violation per bad field."""
+
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, message: str, violations: tuple[FieldViolation, ...] = ()) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+class NotFoundError(RouterError):
+    """Something the caller named does not exist."""
+
+    reason = "NOT_FOUND"
+
+
+class UnknownModelError(NotFoundError):
+    """No provider serves the model and there is no default."""
+
+    reason = "UNKNOWN_MODEL"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"unknown model {model!r}: no provider serves it and no default is set")
+        self.model = model
+
+
+class UnknownProviderError(NotFoundError):
+    """No provider of that name is registered."""
+
+    reason = "UNKNOWN_PROVIDER"
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(f"unknown provider {provider!r}")
+        self.provider = provider
+
+
+class UnauthenticatedError(RouterError):
+    """The caller sent no credentials, or wrong ones."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(RouterError):
+    """The caller's credentials do not allow this call."""
+
+    reason = "PERMISSION_DENIED"
+
+
+class ConfigError(RouterError):
+    """A bad configuration value: names the key, the value and what was expected."""
+
+    reason = "BAD_CONFIG"
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        shown = _show(value)
+        super().__init__(f"config {key}: got {shown}, expected {expected}")
+        self.key = key
+        self.value = shown
+        self.expected = expected
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --- routing outcomes -----------------------------------------------------------------------
+
+
+class RateLimitedError(RouterError):
+    """Our own limit, or every candidate is rate limited."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after_s: float | None = None,
+                 attempts: tuple[Attempt, ...] = ()) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.attempts = attempts
+
+
+class UnavailableError(RouterError):
+    """No candidate could serve: none healthy, or every attempt failed."""
+
+    reason = "NO_PROVIDER_AVAILABLE"
+
+    def __init__(self, message: str, attempts: tuple[Attempt, ...] = ()) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class StreamBrokenError(UnavailableError):
+    """A stream broke after deltas reached the caller and could not be completed."""
+
+    reason = "STREAM_BROKEN"
+
+    def __init__(self, message: str, delivered_deltas: int,
+                 attempts: tuple[Attempt, ...] = ()) -> None:
+        super().__init__(message, attempts)
+        self.delivered_deltas = delivered_deltas
+
+
+class DeadlineExceededError(RouterError):
+    """The request's deadline was spent."""
+
+    reason = "DEADLINE_EXCEEDED"
+
+    def __init__(self, message: str = "deadline exceeded",
+                 attempts: tuple[Attempt, ...] = ()) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+# --- provider errors (raised by connectors' map_error) --------------------------------------
+
+
+class ProviderError(RouterError):
+    """A provider call failed. `retryable` says whether the same provider may be retried."""
+
+    reason = "PROVIDER_ERROR"
+    outcome: AttemptOutcome = AttemptOutcome.PROVIDER_ERROR
+    retryable: bool = True
+    # A caller error is the request's fault: it never retries and never trips a breaker.
+    caller_error: bool = False
+
+    def __init__(self, provider: str, message: str, status_code: int = 0,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+
+
+class ProviderServerError(ProviderError):
+    """5xx, 408 or an error event from the provider: worth retrying."""
+
+    reason = "PROVIDER_SERVER_ERROR"
+
+
+class ProviderRateLimitError(ProviderError):
+    """429: retry after `retry_after_s` when given, else back off."""
+
+    reason = "PROVIDER_RATE_LIMITED"
+    outcome = AttemptOutcome.RATE_LIMITED
+
+
+class ProviderConnectionError(ProviderError):
+    """Connection refused or reset before any response byte."""
+
+    reason = "PROVIDER_CONNECTION_FAILED"
+    outcome = AttemptOutcome.CONNECTION_FAILED
+
+
+class ProviderTimeoutError(ProviderError):
+    """A timeout (connect, first token, idle, total). `phase` names which one."""
+
+    reason = "PROVIDER_TIMEOUT"
+    outcome = AttemptOutcome.TIMEOUT
+    # A provider that never answered is not retried on the same route: fail over instead.
+    retryable = False
+
+    def __init__(self, provider: str, phase: str, timeout_s: float) -> None:
+        super().__init__(provider, f"{phase} timeout after {timeout_s:.3g}s")
+        self.phase = phase
+        self.timeout_s = timeout_s
+
+
+class ProviderProtocolError(ProviderError):
+    """The provider answered with something we cannot parse."""
+
+    reason = "PROVIDER_PROTOCOL_ERROR"
+
+
+class ProviderAuthError(ProviderError):
+    """The provider rejected our credentials (401/403)."""
+
+    reason = "PROVIDER_AUTH_FAILED"
+    outcome = AttemptOutcome.AUTH_FAILED
+    retryable = False
+
+
+class ProviderRejectedError(ProviderError):
+    """The provider rejected the request itself (400, 404, 413, 422)."""
+
+    reason = "PROVIDER_REJECTED_REQUEST"
+    outcome = AttemptOutcome.REJECTED
+    retryable = False
+    caller_error = True
+
+
+class ContextLengthError(ProviderRejectedError):
+    """The prompt does not fit the model's context window."""
+
+    reason = "CONTEXT_LENGTH_EXCEEDED"
+
+
+class ContentPolicyError(ProviderRejectedError):
+    """The provider's content policy rejected the request."""
+
+    reason = "CONTENT_POLICY"
+
+
+class ProviderUnavailableError(ProviderError):
+    """The provider cannot be used on this host (missing key, binary or env var)."""
+
+    reason = "PROVIDER_UNAVAILABLE"
+    outcome = AttemptOutcome.SKIPPED
+    retryable = False

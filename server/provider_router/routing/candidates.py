@@ -1,0 +1,144 @@
+"""Candidates: one provider serving one model, and the tests that exclude one, with a reason.
+
+Candidates are built once per registry snapshot (see registry.py), so a decision allocates
+nothing per provider until it reports on it. The tests run cheapest first and stop at the
+first failure: one exclusion reason per candidate, the one an operator should fix first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from provider_router.domain import (
+    Capability,
+    ChatRequest,
+    ExclusionReason,
+    HealthState,
+    ModelSpec,
+    ProviderSpec,
+    RouteTarget,
+)
+from provider_router.routing.pricing import expected_cost_usd
+from provider_router.routing.stats import StatsView
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A provider and one of its models (model None: a model the provider does not list)."""
+
+    spec: ProviderSpec
+    model: ModelSpec | None
+    target: RouteTarget
+    capabilities: frozenset[Capability]
+
+    @property
+    def name(self) -> str:
+        """The provider name."""
+        return self.spec.name
+
+
+def make_candidate(spec: ProviderSpec, model: str) -> Candidate:
+    """The candidate for `model` at `spec`, whether or not the provider lists the model."""
+    listed = spec.model(model)
+    return Candidate(spec, listed, RouteTarget(spec.name, model), spec.model_capabilities(listed))
+
+
+def base_order_key(candidate: Candidate) -> tuple[int, str, str]:
+    """The order candidates are kept in: higher priority first, then by name."""
+    return (-candidate.spec.priority, candidate.spec.name, candidate.target.model)
+
+
+class CandidateGate(Protocol):
+    """The resilience layer's veto: breaker open, rate limited, concurrency, health."""
+
+    def exclusion(self, provider: str, model: str) -> ExclusionReason | None:
+        """Why the provider cannot take this call now, or None when it can."""
+        ...
+
+
+Exclusion = tuple[ExclusionReason, str]
+"""An exclusion reason and a human-readable detail."""
+
+
+class CandidateFilter:
+    """The exclusion tests of one request, prepared once and run on each candidate."""
+
+    __slots__ = ("_completion", "_constraints", "_excluded", "_gate", "_latency_capped",
+                 "_now", "_priced", "_prompt", "_required", "_stats", "_stream")
+
+    def __init__(self, request: ChatRequest, stats: StatsView, gate: CandidateGate | None,
+                 now: float, prompt_tokens: int, completion_tokens: int) -> None:
+        options = request.routing
+        c = options.constraints
+        self._excluded = options.exclude_providers
+        self._required = options.capabilities
+        self._constraints = c
+        self._priced = (c.max_input_per_mtok is not None or c.max_output_per_mtok is not None
+                        or c.max_cost_usd is not None)
+        self._latency_capped = c.max_latency_ms is not None
+        self._stream = request.stream
+        self._stats = stats
+        self._gate = gate
+        self._now = now
+        self._prompt = prompt_tokens
+        self._completion = completion_tokens
+
+    def exclusion(self, c: Candidate) -> Exclusion | None:
+        """The first reason the candidate cannot serve the request, or None."""
+        if c.spec.name in self._excluded:
+            return ExclusionReason.EXCLUDED_BY_CALLER, "excluded by the caller"
+        if not c.spec.enabled:
+            return ExclusionReason.DISABLED, "provider is disabled"
+        if not self._required <= c.capabilities:
+            missing = ", ".join(sorted(self._required - c.capabilities))
+            return ExclusionReason.MISSING_CAPABILITY, f"lacks {missing}"
+        found = self._context(c.model) or (self._price(c.model) if self._priced else None)
+        return found or self._live(c)
+
+    def _context(self, model: ModelSpec | None) -> Exclusion | None:
+        window = model.context_window if model is not None else 0
+        minimum = self._constraints.min_context_window
+        if minimum is not None and window < minimum:
+            shown = f"{window} tokens" if window else "unknown"
+            return ExclusionReason.CONTEXT_WINDOW, f"context window {shown} < {minimum} required"
+        if window and self._prompt > window:
+            return (ExclusionReason.CONTEXT_WINDOW,
+                    f"~{self._prompt} prompt tokens exceed the {window}-token context window")
+        return None
+
+    def _price(self, model: ModelSpec | None) -> Exclusion | None:
+        # A price constraint cannot be shown to hold for an unknown price, so it excludes.
+        c = self._constraints
+        inp = model.input_per_mtok if model is not None else None
+        out = model.output_per_mtok if model is not None else None
+        for limit, price, what in ((c.max_input_per_mtok, inp, "input"),
+                                   (c.max_output_per_mtok, out, "output")):
+            if limit is not None and (price is None or price > limit):
+                shown = "unknown" if price is None else f"${price:g}"
+                return ExclusionReason.PRICE, f"{what} price {shown}/Mtok > ${limit:g} allowed"
+        if c.max_cost_usd is not None:
+            cost = expected_cost_usd(model, self._prompt, self._completion)
+            if cost is None or cost > c.max_cost_usd:
+                shown = "unknown" if cost is None else f"${cost:.6f}"
+                return ExclusionReason.PRICE, f"expected cost {shown} > ${c.max_cost_usd:g}"
+        return None
+
+    def _live(self, c: Candidate) -> Exclusion | None:
+        name = c.spec.name
+        stats = self._stats
+        if stats.health(name) is HealthState.UNHEALTHY:
+            return ExclusionReason.UNHEALTHY, "failing health checks"
+        limit = c.spec.max_concurrent
+        if limit and stats.in_flight(name) >= limit:
+            return ExclusionReason.CONCURRENCY_LIMIT, f"{limit} calls in flight (max_concurrent)"
+        if self._latency_capped:
+            cap = self._constraints.max_latency_ms
+            latency = stats.latency_ms(name, self._stream, self._now)
+            if cap is not None and latency is not None and latency > cap:
+                return ExclusionReason.LATENCY, f"latency {latency:.0f} ms > {cap:g} ms allowed"
+        if self._gate is not None:
+            reason = self._gate.exclusion(name, c.target.model)
+            if reason is not None:
+                return reason, f"{reason.value.replace('_', ' ')} (resilience)"
+        return None

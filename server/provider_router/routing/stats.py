@@ -1,0 +1,261 @@
+"""Live per-provider statistics, kept beside the registry snapshot rather than inside it.
+
+Every update is O(1) and takes only its provider's lock, so thousands of concurrent requests
+(event loop tasks and threads) can record outcomes without contending on one lock. Readers on
+the routing hot path read single attributes without locking: each is a whole value (CPython
+attribute reads are atomic), at most a moment stale, never torn.
+
+Blend rule for UpdateMetrics: while a report is unexpired, each effective value (latency,
+error rate, load) is the mean of what the router observed and what was reported; the reported
+value alone when the router has observed nothing yet; the observed value alone once the report
+expires (after its ttl, or `routing.metrics_ttl_s` when it sets none). A new report replaces
+the previous one entirely.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from provider_router.domain import (
+    BreakerState,
+    HealthState,
+    MetricsReport,
+    ProviderStatus,
+    ReportedMetrics,
+)
+
+_MS = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStats:
+    """A consistent view of one provider's live statistics (values blended with reports)."""
+
+    in_flight: int = 0
+    load: float = 0.0
+    latency_ema_ms: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    ttft_ema_ms: float = 0.0
+    error_rate: float = 0.0
+    request_count: int = 0
+    failure_count: int = 0
+    last_error: str = ""
+    health: HealthState = HealthState.UNKNOWN
+    last_check_at: float | None = None
+    reported: ReportedMetrics | None = None
+
+    def as_status(self, *, breaker_state: BreakerState = BreakerState.CLOSED,
+                  available: bool = True, unavailable_reason: str = "",
+                  is_mock: bool = False) -> ProviderStatus:
+        """The ListProviders status, completed with what the resilience layer knows."""
+        return ProviderStatus(
+            health=self.health, breaker_state=breaker_state, in_flight=self.in_flight,
+            load=self.load, latency_ema_ms=self.latency_ema_ms,
+            latency_p50_ms=self.latency_p50_ms, latency_p95_ms=self.latency_p95_ms,
+            latency_p99_ms=self.latency_p99_ms, ttft_ema_ms=self.ttft_ema_ms,
+            error_rate=self.error_rate, request_count=self.request_count,
+            failure_count=self.failure_count, last_error=self.last_error,
+            last_check_at=self.last_check_at, available=available,
+            unavailable_reason=unavailable_reason, is_mock=is_mock, reported=self.reported)
+
+
+class StatsView(Protocol):
+    """What routing reads on the hot path; StatsBook implements it, tests may fake it."""
+
+    def latency_ms(self, provider: str, stream: bool, now: float) -> float | None:
+        """Effective latency (TTFT for streams when measured); None when unmeasured."""
+        ...
+
+    def load(self, provider: str, max_concurrent: int, now: float) -> float:
+        """Effective load in [0, 1]."""
+        ...
+
+    def in_flight(self, provider: str) -> int:
+        """Calls in flight now."""
+        ...
+
+    def health(self, provider: str) -> HealthState:
+        """The last recorded health."""
+        ...
+
+
+def blend(observed: float | None, reported: float | None) -> float | None:
+    """The module's blend rule: the mean when both are known, else whichever is."""
+    if observed is None:
+        return reported
+    if reported is None:
+        return observed
+    return (observed + reported) / 2.0
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    # Nearest rank: a value that was actually observed, no interpolation.
+    if not ordered:
+        return 0.0
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+class _Cell:
+    """One provider's mutable counters; mutated only under its own lock."""
+
+    __slots__ = ("checked_at", "ema_ms", "failure_count", "failures", "health", "in_flight",
+                 "last_error", "lock", "outcomes", "reported", "request_count", "samples",
+                 "ttft_ms")
+
+    def __init__(self, window: int) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.ema_ms: float | None = None
+        self.ttft_ms: float | None = None
+        self.samples: deque[float] = deque(maxlen=window)
+        self.outcomes: deque[bool] = deque(maxlen=window)
+        self.failures = 0
+        self.request_count = 0
+        self.failure_count = 0
+        self.last_error = ""
+        self.health = HealthState.UNKNOWN
+        self.checked_at: float | None = None
+        self.reported: ReportedMetrics | None = None
+
+    def live_report(self, now: float) -> ReportedMetrics | None:
+        reported = self.reported
+        return reported if reported is not None and reported.expires_at > now else None
+
+    def error_rate(self) -> float | None:
+        return self.failures / len(self.outcomes) if self.outcomes else None
+
+
+class StatsBook:
+    """Live statistics of every provider: in-flight, EMA latency, percentiles, error rate."""
+
+    def __init__(self, alpha: float = 0.3, window: int = 100,
+                 default_ttl_s: float = 60.0) -> None:
+        self._alpha = alpha
+        self._window = window
+        self._default_ttl_s = default_ttl_s
+        self._cells: dict[str, _Cell] = {}
+        self._lock = threading.Lock()
+
+    def _cell(self, provider: str) -> _Cell:
+        cell = self._cells.get(provider)
+        if cell is None:
+            with self._lock:
+                cell = self._cells.setdefault(provider, _Cell(self._window))
+        return cell
+
+    # --- writers ----------------------------------------------------------------------------
+
+    def start(self, provider: str) -> None:
+        """A call to the provider begins."""
+        cell = self._cell(provider)
+        with cell.lock:
+            cell.in_flight += 1
+
+    def finish(self, provider: str, latency_s: float, ok: bool, ttft_s: float | None = None,
+               error: str = "") -> None:
+        """A call ends: record its latency (and time to first token for streams) and outcome."""
+        cell = self._cells.get(provider)
+        if cell is None:
+            return  # forgotten (unregistered) while the call was in flight
+        latency_ms = latency_s * _MS
+        a = self._alpha
+        with cell.lock:
+            cell.in_flight = max(0, cell.in_flight - 1)
+            cell.request_count += 1
+            if len(cell.outcomes) == cell.outcomes.maxlen and cell.outcomes[0]:
+                cell.failures -= 1
+            cell.outcomes.append(not ok)
+            if not ok:
+                cell.failures += 1
+                cell.failure_count += 1
+                cell.last_error = error
+                return  # a failure's duration says nothing about how fast answers are
+            cell.samples.append(latency_ms)
+            cell.ema_ms = latency_ms if cell.ema_ms is None else a * latency_ms + (1 - a) * cell.ema_ms
+            if ttft_s is not None:
+                ttft_ms = ttft_s * _MS
+                cell.ttft_ms = ttft_ms if cell.ttft_ms is None else a * ttft_ms + (1 - a) * cell.ttft_ms
+
+    def report(self, report: MetricsReport, now: float) -> ReportedMetrics:
+        """Record externally measured values; they replace any earlier report."""
+        ttl = report.ttl_s if report.ttl_s is not None else self._default_ttl_s
+        reported = ReportedMetrics(avg_latency_ms=report.avg_latency_ms,
+                                   error_rate=report.error_rate, load=report.load,
+                                   expires_at=now + ttl)
+        self._cell(report.provider).reported = reported
+        return reported
+
+    def set_health(self, provider: str, health: HealthState, checked_at: float) -> None:
+        """Record the result of a health check."""
+        cell = self._cell(provider)
+        with cell.lock:
+            cell.health = health
+            cell.checked_at = checked_at
+
+    def forget(self, provider: str) -> None:
+        """Drop a removed provider's statistics; calls still in flight record nothing."""
+        with self._lock:
+            self._cells.pop(provider, None)
+
+    # --- hot-path readers (the strategies' StatsView) ---------------------------------------
+
+    def latency_ms(self, provider: str, stream: bool, now: float) -> float | None:
+        """Effective latency (TTFT for streams when measured); None when nothing is known."""
+        cell = self._cells.get(provider)
+        if cell is None:
+            return None
+        if stream and cell.ttft_ms is not None:
+            return cell.ttft_ms
+        reported = cell.live_report(now)
+        return blend(cell.ema_ms, reported.avg_latency_ms if reported else None)
+
+    def load(self, provider: str, max_concurrent: int, now: float) -> float:
+        """Effective load in [0, 1]: in-flight over max_concurrent, blended with reports."""
+        cell = self._cells.get(provider)
+        if cell is None:
+            return 0.0
+        observed = min(1.0, cell.in_flight / max_concurrent) if max_concurrent > 0 else None
+        reported = cell.live_report(now)
+        return blend(observed, reported.load if reported else None) or 0.0
+
+    def in_flight(self, provider: str) -> int:
+        """Calls in flight now."""
+        cell = self._cells.get(provider)
+        return cell.in_flight if cell is not None else 0
+
+    def health(self, provider: str) -> HealthState:
+        """The last recorded health."""
+        cell = self._cells.get(provider)
+        return cell.health if cell is not None else HealthState.UNKNOWN
+
+    # --- full view --------------------------------------------------------------------------
+
+    def view(self, provider: str, now: float, max_concurrent: int = 0) -> ProviderStats:
+        """Everything known about a provider, blended with unexpired reports."""
+        cell = self._cells.get(provider)
+        if cell is None:
+            return ProviderStats()
+        with cell.lock:
+            ordered = sorted(cell.samples)
+            reported = cell.live_report(now)
+            observed_errors = cell.error_rate()
+            snapshot = (cell.in_flight, cell.ema_ms, cell.ttft_ms, cell.request_count,
+                        cell.failure_count, cell.last_error, cell.health, cell.checked_at)
+        in_flight, ema, ttft, requests, failures, last_error, health, checked_at = snapshot
+        return ProviderStats(
+            in_flight=in_flight,
+            load=self.load(provider, max_concurrent, now),
+            latency_ema_ms=blend(ema, reported.avg_latency_ms if reported else None) or 0.0,
+            latency_p50_ms=_percentile(ordered, 0.50),
+            latency_p95_ms=_percentile(ordered, 0.95),
+            latency_p99_ms=_percentile(ordered, 0.99),
+            ttft_ema_ms=ttft or 0.0,
+            error_rate=blend(observed_errors, reported.error_rate if reported else None) or 0.0,
+            request_count=requests, failure_count=failures, last_error=last_error,
+            health=health, last_check_at=checked_at, reported=reported)

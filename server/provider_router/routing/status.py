@@ -1,0 +1,71 @@
+"""ListProviders' view: spec + live stats + availability + health, composed per provider."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Protocol
+
+from provider_router.domain import (
+    HealthState,
+    ProviderKind,
+    ProviderSpec,
+    ProviderStatus,
+    ProviderView,
+)
+from provider_router.errors import UnknownProviderError
+from provider_router.routing.registry import Registry
+
+# Passive health from real traffic: above this error rate a provider is DEGRADED.
+DEGRADED_ERROR_RATE = 0.5
+
+
+class Availability(Protocol):
+    """Whether a provider can be used on this host."""
+
+    def available(self, spec: ProviderSpec) -> tuple[bool, str]:
+        """(usable, reason when not)."""
+        ...
+
+
+class ProviderStatusView:
+    """Builds ProviderStatus values from the registry's stats and the availability check."""
+
+    def __init__(self, registry: Registry, availability: Availability) -> None:
+        self._registry = registry
+        self._availability = availability
+
+    def _status(self, spec: ProviderSpec, now: float) -> ProviderStatus:
+        stats = self._registry.stats.view(spec.name, now, spec.max_concurrent)
+        ok, why = self._availability.available(spec)
+        return stats.as_status(available=ok, unavailable_reason=why,
+                               is_mock=spec.kind is ProviderKind.MOCK)
+
+    def status(self, name: str) -> ProviderStatus:
+        """One provider's status (UnknownProviderError when not registered)."""
+        spec = self._registry.snapshot().providers.get(name)
+        if spec is None:
+            raise UnknownProviderError(name)
+        status = self._status(spec, time.time())
+        return _with_health(status)
+
+    def views(self, names: tuple[str, ...]) -> list[ProviderView]:
+        """Every provider, or the named ones (UnknownProviderError for a missing name)."""
+        providers = self._registry.snapshot().providers
+        for name in names:
+            if name not in providers:
+                raise UnknownProviderError(name)
+        now = time.time()
+        chosen = sorted(names or providers)
+        return [ProviderView(providers[n], _with_health(self._status(providers[n], now)))
+                for n in chosen]
+
+
+def _with_health(status: ProviderStatus) -> ProviderStatus:
+    """Probe results when there are any, else what real traffic says."""
+    if not status.available:
+        return replace(status, health=HealthState.UNHEALTHY)
+    if status.health is not HealthState.UNKNOWN or status.request_count == 0:
+        return status
+    degraded = status.error_rate >= DEGRADED_ERROR_RATE
+    return replace(status, health=HealthState.DEGRADED if degraded else HealthState.HEALTHY)

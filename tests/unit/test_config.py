@@ -1,0 +1,127 @@
+"""Config loading: every kind of bad value names the key, the value and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provider_router.cli import main
+from provider_router.config import load_config
+from provider_router.domain import Capability, ProviderKind
+from provider_router.errors import ConfigError
+
+GOOD = """
+[server]
+listen = "127.0.0.1:6000"
+drain_delay = 1.5
+
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+api_key_env = "ANTHROPIC_API_KEY"
+models = ["claude-sonnet-4-5", { name = "claude-haiku-4", input_per_mtok = 1.0, output_per_mtok = 5.0 }]
+capabilities = ["chat", "vision", "tools"]
+priority = 10
+weight = 1
+max_concurrent = 64
+rate_limit_rpm = 500
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_provider_shape_loads(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD), env={})
+    assert config.server.listen == "127.0.0.1:6000"
+    assert config.server.drain_delay_s == 1.5
+    (spec,) = config.providers
+    assert spec.kind is ProviderKind.ANTHROPIC
+    assert [m.name for m in spec.models] == ["claude-sonnet-4-5", "claude-haiku-4"]
+    assert spec.models[1].input_per_mtok == 1.0 and spec.models[1].output_per_mtok == 5.0
+    assert spec.models[0].input_per_mtok is None
+    assert spec.capabilities == {Capability.CHAT, Capability.VISION, Capability.TOOLS}
+    assert (spec.priority, spec.max_concurrent, spec.rate_limit_rpm) == (10, 64, 500)
+
+
+def test_env_overrides_any_value(tmp_path: Path) -> None:
+    env = {"PROVIDER_ROUTER_SERVER_LISTEN": "0.0.0.0:7000",
+           "PROVIDER_ROUTER_SERVER_DRAIN_DELAY": "3",
+           "PROVIDER_ROUTER_LOGGING_FORMAT": "json"}
+    config = load_config(_write(tmp_path, GOOD), env=env)
+    assert config.server.listen == "0.0.0.0:7000"
+    assert config.server.drain_delay_s == 3.0
+    assert config.logging.format == "json"
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ('[server]\nlisten = 5', "server.listen", "a string"),
+    ('[server]\nlisten = "nohost"', "server.listen", "HOST:PORT"),
+    ('[server]\ndrain_delay = -1', "server.drain_delay", ">= 0"),
+    ('[server]\ngrace = "soon"', "server.grace", "a number"),
+    ('[server]\nlisten_port = 1', "server.listen_port", "unknown key"),
+    ('[logging]\nlevel = "loud"', "logging.level", "one of debug"),
+    ('[bogus]\nx = 1', "bogus", "one of the sections"),
+    ('[state]\nurl = "postgres://x"', "state.url", "memory:// or redis://"),
+    ('[[providers]]\nname = "a"\nkind = "nope"', "providers[0].kind", "one of openai"),
+    ('[[providers]]\nname = "a"\nkind = "mock"\ncapabilities = ["telepathy"]',
+     "providers[0].capabilities", "capabilities from"),
+    ('[[providers]]\nname = "a"\nkind = "mock"\npriority = "high"', "providers[0].priority",
+     "an integer"),
+    ('[[providers]]\nname = "a"\nkind = "mock"\nmodels = [{ name = "m", input_per_mtok = -1 }]',
+     "providers[0].models[0].input_per_mtok", ">= 0"),
+    ('[[providers]]\nname = "Bad Name"\nkind = "mock"\nmodels = ["m"]', "providers[0].name", ""),
+    ('[[providers]]\nname = "a"\nkind = "mock"\nmodels = ["m"]\n'
+     '[[providers]]\nname = "a"\nkind = "mock"\nmodels = ["m"]', "providers[1].name",
+     "not used by another"),
+])
+def test_each_bad_value_names_key_and_expectation(tmp_path: Path, text: str, key: str,
+                                                  expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text), env={})
+    assert info.value.key == key
+    assert expected in info.value.expected
+
+
+def test_bad_env_override_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"PROVIDER_ROUTER_SERVER_WORKERS": "many"})
+    assert info.value.key == "server.workers"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"PROVIDER_ROUTER_NOPE": "1"})
+    assert info.value.key == "PROVIDER_ROUTER_NOPE"
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing, env={})
+    assert str(missing) in info.value.message
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "[server\nlisten="), env={})
+    assert "valid TOML" in info.value.expected
+
+
+def test_cli_exits_2_with_a_message_not_a_traceback(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, '[server]\ndrain_delay = "x"')
+    assert main(["serve", "--config", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "server.drain_delay" in err and "'x'" in err and "a number" in err
+    assert "Traceback" not in err
+    assert main(["serve", "--config", str(tmp_path / "nope.toml"), "--check"]) == 2
+    assert "nope.toml" in capsys.readouterr().err
+
+
+def test_cli_check_accepts_a_good_config(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--config", str(_write(tmp_path, GOOD)), "--check"]) == 0
+    assert "configuration OK" in capsys.readouterr().out
