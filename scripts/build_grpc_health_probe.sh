@@ -69,7 +69,7 @@ PORT=${VERIFY_PORT:-50071}
 ctl="$workdir/ctl"
 mkfifo "$ctl"
 # The server sets "" SERVING, then NOT_SERVING after reading a line, then exits after another.
-"$PYTHON" - "$PORT" <"$ctl" >"$workdir/server.log" 2>&1 <<'PY' &
+cat >"$workdir/health_server.py" <<'PY'
 import asyncio, sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -91,6 +91,7 @@ async def main(port):
 
 asyncio.run(main(int(sys.argv[1])))
 PY
+"$PYTHON" "$workdir/health_server.py" "$PORT" <"$ctl" >"$workdir/server.log" 2>&1 &
 server_pid=$!
 exec 3>"$ctl"
 wait_for() { for _ in $(seq 100); do grep -q "$1" "$workdir/server.log" && return 0; sleep 0.1; done

@@ -10,6 +10,7 @@ value and what was expected.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,14 +21,18 @@ from provider_router.connectors.factory import ConnectorSettings
 from provider_router.domain import ProviderSpec, ProviderTimeouts
 from provider_router.errors import ConfigError
 from provider_router.provider_config import parse_providers
+from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
 
 ENV_PREFIX = "PROVIDER_ROUTER_"
 # Variables of the prefix that are not config overrides (CLI client settings).
 RESERVED_ENV = frozenset({"PROVIDER_ROUTER_TARGET", "PROVIDER_ROUTER_API_KEY",
                           "PROVIDER_ROUTER_CONFIG", "PROVIDER_ROUTER_ADMIN_API_KEY"})
+# Kubernetes injects service links for a Service named provider-router into every pod:
+# PROVIDER_ROUTER_SERVICE_HOST, PROVIDER_ROUTER_PORT_50051_TCP_ADDR, ... They are not overrides.
+K8S_SERVICE_LINK = re.compile(r"^PROVIDER_ROUTER_(SERVICE_(HOST|PORT\w*)|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$")
 SECTIONS = ("server", "logging", "state", "auth", "connectors", "metrics", "routing",
-            "autoregister")
+            "resilience", "autoregister")
 DEFAULT_REGISTRY_FILE = "~/.local/state/provider-router/registry.json"
 
 
@@ -87,6 +92,7 @@ class Config:
     metrics: MetricsSettings = MetricsSettings()
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     routing: RoutingSettings = field(default_factory=lambda: parse_routing_settings({}))
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     providers: tuple[ProviderSpec, ...] = ()
     autoregister: bool = True
     source: str = "defaults"
@@ -124,7 +130,8 @@ def _env_value(value: str) -> object:
 def apply_env_overrides(raw: dict[str, object], env: Mapping[str, str]) -> None:
     """Fold PROVIDER_ROUTER_<SECTION>_<KEY> variables into the raw TOML tables."""
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+        if (not name.startswith(ENV_PREFIX) or name in RESERVED_ENV
+                or K8S_SERVICE_LINK.match(name)):
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
@@ -190,6 +197,13 @@ def _state(t: Table) -> StateSettings:
     return StateSettings(url=url, registry_file=registry_file)
 
 
+def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
+    value = raw.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, value, "a table")
+    return value
+
+
 def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str) -> Config:
     """Validate raw TOML tables into a Config."""
     known = set(SECTIONS) | {"providers"}
@@ -203,8 +217,10 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
     )
     logging_t.done()
     auth_t = as_table(raw, "auth")
-    auth = AuthSettings(client_keys_env=text(auth_t, "client_keys_env", AuthSettings.client_keys_env),
-                        admin_keys_env=text(auth_t, "admin_keys_env", AuthSettings.admin_keys_env))
+    default_auth = AuthSettings()
+    auth = AuthSettings(
+        client_keys_env=text(auth_t, "client_keys_env", default_auth.client_keys_env),
+        admin_keys_env=text(auth_t, "admin_keys_env", default_auth.admin_keys_env))
     auth_t.done()
     metrics_t = as_table(raw, "metrics")
     metrics = MetricsSettings(
@@ -214,9 +230,7 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
     auto_t = as_table(raw, "autoregister")
     autoregister = boolean(auto_t, "enabled", True)
     auto_t.done()
-    routing_raw = raw.get("routing", {})
-    if not isinstance(routing_raw, Mapping):
-        raise ConfigError("routing", routing_raw, "a table")
+    routing_raw = _mapping(raw, "routing")
     return Config(
         server=_server(as_table(raw, "server")),
         logging=log,
@@ -225,6 +239,7 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
         metrics=metrics,
         connectors=_connectors(as_table(raw, "connectors"), env),
         routing=parse_routing_settings(routing_raw),
+        resilience=parse_resilience_settings(_mapping(raw, "resilience")),
         providers=parse_providers(raw.get("providers", [])),
         autoregister=autoregister,
         source=source,

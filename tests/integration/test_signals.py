@@ -76,7 +76,7 @@ async def test_sigterm_drains_in_flight_stream_and_exits_0(tmp_path: Path) -> No
         status = await health.Check(health_pb2.HealthCheckRequest(), timeout=2)
         assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
-        async for event in call:
+        while (event := await call.read()) is not grpc.aio.EOF:
             events.append(event)
         assert events[-1].WhichOneof("event") == "end", "the in-flight stream was cut"
         assert events[-1].end.finish_reason == pb.FINISH_REASON_STOP

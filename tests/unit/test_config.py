@@ -97,6 +97,13 @@ def test_bad_env_override_names_the_variable(tmp_path: Path) -> None:
     assert info.value.key == "PROVIDER_ROUTER_NOPE"
 
 
+def test_kubernetes_service_links_are_not_overrides() -> None:
+    env = {"PROVIDER_ROUTER_SERVICE_HOST": "10.0.0.1", "PROVIDER_ROUTER_SERVICE_PORT": "50051",
+           "PROVIDER_ROUTER_PORT": "tcp://10.0.0.1:50051",
+           "PROVIDER_ROUTER_PORT_50051_TCP_ADDR": "10.0.0.1"}
+    assert load_config(None, env=env).server.listen == "0.0.0.0:50051"
+
+
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "absent.toml"
     with pytest.raises(ConfigError) as info:

@@ -1,0 +1,1 @@
+"""Provider connectors: one module per wire protocol; `factory.create_connector` builds them."""

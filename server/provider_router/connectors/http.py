@@ -10,8 +10,9 @@ upstream connection at once and propagates unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -41,6 +42,9 @@ _MAX_ERROR_BODY = 64 * 1024
 # Header values with tokens this long may be credentials; they are cut out of error bodies.
 _MIN_SECRET_TOKEN = 12
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
+# How long the end of a finished stream may take before its connection is dropped instead;
+# the end of the body normally arrives with the terminator, so this is rarely waited for.
+_DRAIN_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +111,14 @@ class HttpClient:
                 self._provider, f"HTTP {response.status} body is not JSON") from None
 
     async def stream(self, call: HttpCall, deadline: Deadline,
-                     decoder: StreamDecoder) -> AsyncIterator[StreamEvent]:
+                     decoder: StreamDecoder) -> AsyncGenerator[StreamEvent, None]:
         """A streaming call: deltas as they arrive, then exactly one StreamFinish."""
         clock = PhaseClock(self._provider, self._timeouts, deadline, streaming=True)
         response = await self._send(call, clock, deadline)
         clean = False
         try:
             if response.status >= 300:
-                body = await self._read(response, clock, response.content.read(_MAX_ERROR_BODY))
+                body = await self._read(response, clock, _read_capped(response))
                 raise self._error(call, response, body)
             delivered = 0
             interrupted = ""
@@ -122,7 +126,6 @@ class HttpClient:
                 chunk, interrupted = await self._next_chunk(response, clock)
                 if not chunk:
                     break
-                clock.saw_bytes()
                 for event in decoder.feed(chunk):
                     clock.saw_delta()
                     delivered += 1
@@ -134,7 +137,9 @@ class HttpClient:
             final = decoder.finish()
             if final is None:
                 raise self._cut(delivered, interrupted)
-            clean = True
+            # Reading the (normally empty) rest of the body returns the connection to the pool.
+            # It happens before the final event: consumers stop iterating once they have it.
+            clean = not interrupted and (await self._drained(response) if decoder.done else True)
             yield final
         finally:
             # Anything but a clean finish (an error, a cancel, a consumer that stopped early)
@@ -197,6 +202,15 @@ class HttpClient:
         except _TRANSPORT_ERRORS as exc:
             return b"", type(exc).__name__
 
+    async def _drained(self, response: aiohttp.ClientResponse) -> bool:
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                while await response.content.readany():
+                    pass
+        except (TimeoutError, *_TRANSPORT_ERRORS):
+            return False
+        return True
+
     def _cut(self, delivered: int, interrupted: str) -> ProviderServerError:
         if interrupted:
             what = f"stream interrupted ({interrupted})"
@@ -212,3 +226,14 @@ class HttpClient:
                 if len(token) >= _MIN_SECRET_TOKEN:
                     text = text.replace(token, "[redacted]")
         return self._map_error(self._provider, response.status, text, response.headers)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body up to _MAX_ERROR_BODY bytes (an error body of a streaming call)."""
+    body = b""
+    while len(body) < _MAX_ERROR_BODY:
+        chunk = await response.content.readany()
+        if not chunk:
+            break
+        body += chunk
+    return body

@@ -273,7 +273,7 @@ class OpenAIStreamState(StreamState):
         chunk = self.decode(data)
         if chunk is None:
             return []
-        if "error" in chunk:
+        if chunk.get("error"):
             raise map_error(self.provider, 0, data, {})
         self.model = text(chunk.get("model")) or self.model
         self.usage = usage_from(chunk.get("usage")) or self.usage

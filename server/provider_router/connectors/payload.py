@@ -13,6 +13,9 @@ from provider_router.domain import JsonObject, JsonValue
 
 _EMPTY: JsonObject = {}
 
+Json = JsonValue | JsonObject
+"""Anything decoded from JSON, including a read-only object view."""
+
 
 def parse_json(text: str | bytes) -> JsonValue:
     """Decode JSON text; raises ValueError on malformed input."""
@@ -25,19 +28,21 @@ def dumps(value: JsonValue) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def obj(value: JsonValue | None) -> JsonObject:
+def obj(value: Json | None) -> JsonObject:
     """`value` if it is a JSON object, else an empty one."""
     return value if isinstance(value, Mapping) else _EMPTY
 
 
-def field(value: JsonValue | None, *keys: str) -> JsonValue:
+def field(value: Json | None, *keys: str) -> JsonValue:
     """The value at a path of object keys, or None."""
-    current: JsonValue | None = value
+    current: Json | None = value
     for key in keys:
         if not isinstance(current, Mapping):
             return None
         current = current.get(key)
-    return current
+    if isinstance(current, dict) or not isinstance(current, Mapping):
+        return current
+    return dict(current)  # only read-only views from domain objects are copied
 
 
 def items(value: JsonValue | None) -> list[JsonValue]:

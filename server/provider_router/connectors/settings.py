@@ -39,7 +39,8 @@ class ConnectorSettings:
     default_timeouts: ProviderTimeouts = DEFAULT_TIMEOUTS
     anthropic_max_tokens: int = 4096
     anthropic_version: str = "2023-06-01"
-    env: Mapping[str, str] = field(default_factory=dict)
+    # The environment holds every API key; it must never show up in a repr or a log line.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def resolve_api_key(spec: ProviderSpec, env: Mapping[str, str]) -> Secret | None:

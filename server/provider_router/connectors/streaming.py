@@ -80,7 +80,9 @@ class StreamState:
 
     def tool(self, index: int, id: str = "", name: str = "",
              arguments: str = "") -> list[StreamEvent]:
-        """A tool-call delta, remembered for usage estimates."""
+        """A tool-call delta (none if it carries nothing), remembered for usage estimates."""
+        if not (id or name or arguments):
+            return []
         self._produced.append(name + arguments)
         return [ToolCallDelta(index, id, name, arguments)]
 

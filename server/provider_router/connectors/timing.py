@@ -88,11 +88,6 @@ class PhaseClock:
         """Seconds left for the next wait, never negative."""
         return max(0.0, self.budget()[0])
 
-    def saw_bytes(self) -> None:
-        """Data arrived: once deltas flow, any bytes (pings too) prove the stream alive."""
-        if self._phase == "idle":
-            self._phase_end = time.monotonic() + self._idle
-
     def saw_delta(self) -> None:
         """A delta reached the caller: the first-token phase is over."""
         self._phase, self._phase_limit = "idle", self._idle
@@ -106,9 +101,13 @@ class PhaseClock:
     async def wait(self, awaitable: Awaitable[T]) -> T:
         """Await within the current budget; raises ProviderTimeoutError when it runs out.
 
+        In the idle phase every wait is a wait for the next chunk, so the idle window starts
+        now: time our consumer spent with the last delta is not the provider's silence.
         A caller's cancellation is never turned into a timeout: asyncio.timeout tells
         its own expiry apart from an outside cancel.
         """
+        if self._phase == "idle":
+            self._phase_end = time.monotonic() + self._idle
         left, phase, limit = self.budget()
         scope = asyncio.timeout(max(0.0, left))
         try:

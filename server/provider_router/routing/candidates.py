@@ -14,7 +14,6 @@ from provider_router.domain import (
     Capability,
     ChatRequest,
     ExclusionReason,
-    HealthState,
     ModelSpec,
     ProviderSpec,
     RouteTarget,
@@ -31,6 +30,7 @@ class Candidate:
     model: ModelSpec | None
     target: RouteTarget
     capabilities: frozenset[Capability]
+    context_window: int = 0
 
     @property
     def name(self) -> str:
@@ -41,7 +41,9 @@ class Candidate:
 def make_candidate(spec: ProviderSpec, model: str) -> Candidate:
     """The candidate for `model` at `spec`, whether or not the provider lists the model."""
     listed = spec.model(model)
-    return Candidate(spec, listed, RouteTarget(spec.name, model), spec.model_capabilities(listed))
+    window = listed.context_window if listed is not None else 0
+    return Candidate(spec, listed, RouteTarget(spec.name, model),
+                     spec.model_capabilities(listed), window)
 
 
 def base_order_key(candidate: Candidate) -> tuple[int, str, str]:
@@ -64,8 +66,8 @@ Exclusion = tuple[ExclusionReason, str]
 class CandidateFilter:
     """The exclusion tests of one request, prepared once and run on each candidate."""
 
-    __slots__ = ("_completion", "_constraints", "_excluded", "_gate", "_latency_capped",
-                 "_now", "_priced", "_prompt", "_required", "_stats", "_stream")
+    __slots__ = ("_completion", "_constraints", "_excluded", "_gate", "_now", "_priced",
+                 "_prompt", "_rare", "_required", "_stats", "_stream", "_unhealthy")
 
     def __init__(self, request: ChatRequest, stats: StatsView, gate: CandidateGate | None,
                  now: float, prompt_tokens: int, completion_tokens: int) -> None:
@@ -76,7 +78,11 @@ class CandidateFilter:
         self._constraints = c
         self._priced = (c.max_input_per_mtok is not None or c.max_output_per_mtok is not None
                         or c.max_cost_usd is not None)
-        self._latency_capped = c.max_latency_ms is not None
+        self._unhealthy = stats.unhealthy()
+        # Tests most requests never need are skipped as a whole: the common request then
+        # costs a handful of attribute checks per candidate.
+        self._rare = (self._priced or c.max_latency_ms is not None or gate is not None
+                      or c.min_context_window is not None or bool(self._unhealthy))
         self._stream = request.stream
         self._stats = stats
         self._gate = gate
@@ -86,26 +92,38 @@ class CandidateFilter:
 
     def exclusion(self, c: Candidate) -> Exclusion | None:
         """The first reason the candidate cannot serve the request, or None."""
-        if c.spec.name in self._excluded:
+        spec = c.spec
+        if spec.name in self._excluded:
             return ExclusionReason.EXCLUDED_BY_CALLER, "excluded by the caller"
-        if not c.spec.enabled:
+        if not spec.enabled:
             return ExclusionReason.DISABLED, "provider is disabled"
         if not self._required <= c.capabilities:
             missing = ", ".join(sorted(self._required - c.capabilities))
             return ExclusionReason.MISSING_CAPABILITY, f"lacks {missing}"
-        found = self._context(c.model) or (self._price(c.model) if self._priced else None)
-        return found or self._live(c)
+        if c.context_window and self._prompt > c.context_window:
+            return (ExclusionReason.CONTEXT_WINDOW, f"~{self._prompt} prompt tokens exceed "
+                    f"the {c.context_window}-token context window")
+        if spec.max_concurrent and self._stats.in_flight(spec.name) >= spec.max_concurrent:
+            return (ExclusionReason.CONCURRENCY_LIMIT,
+                    f"{spec.max_concurrent} calls in flight (max_concurrent)")
+        return self._rare_exclusion(c) if self._rare else None
 
-    def _context(self, model: ModelSpec | None) -> Exclusion | None:
-        window = model.context_window if model is not None else 0
-        minimum = self._constraints.min_context_window
-        if minimum is not None and window < minimum:
-            shown = f"{window} tokens" if window else "unknown"
-            return ExclusionReason.CONTEXT_WINDOW, f"context window {shown} < {minimum} required"
-        if window and self._prompt > window:
+    def _rare_exclusion(self, c: Candidate) -> Exclusion | None:
+        limits = self._constraints
+        if limits.min_context_window is not None and c.context_window < limits.min_context_window:
+            shown = f"{c.context_window} tokens" if c.context_window else "unknown"
             return (ExclusionReason.CONTEXT_WINDOW,
-                    f"~{self._prompt} prompt tokens exceed the {window}-token context window")
-        return None
+                    f"context window {shown} < {limits.min_context_window} required")
+        found = self._price(c.model) if self._priced else None
+        if found is None and self._unhealthy and c.spec.name in self._unhealthy:
+            found = ExclusionReason.UNHEALTHY, "failing health checks"
+        if found is None and limits.max_latency_ms is not None:
+            found = self._latency(c, limits.max_latency_ms)
+        if found is None and self._gate is not None:
+            reason = self._gate.exclusion(c.spec.name, c.target.model)
+            if reason is not None:
+                found = reason, f"{reason.value.replace('_', ' ')} (resilience)"
+        return found
 
     def _price(self, model: ModelSpec | None) -> Exclusion | None:
         # A price constraint cannot be shown to hold for an unknown price, so it excludes.
@@ -124,21 +142,8 @@ class CandidateFilter:
                 return ExclusionReason.PRICE, f"expected cost {shown} > ${c.max_cost_usd:g}"
         return None
 
-    def _live(self, c: Candidate) -> Exclusion | None:
-        name = c.spec.name
-        stats = self._stats
-        if stats.health(name) is HealthState.UNHEALTHY:
-            return ExclusionReason.UNHEALTHY, "failing health checks"
-        limit = c.spec.max_concurrent
-        if limit and stats.in_flight(name) >= limit:
-            return ExclusionReason.CONCURRENCY_LIMIT, f"{limit} calls in flight (max_concurrent)"
-        if self._latency_capped:
-            cap = self._constraints.max_latency_ms
-            latency = stats.latency_ms(name, self._stream, self._now)
-            if cap is not None and latency is not None and latency > cap:
-                return ExclusionReason.LATENCY, f"latency {latency:.0f} ms > {cap:g} ms allowed"
-        if self._gate is not None:
-            reason = self._gate.exclusion(name, c.target.model)
-            if reason is not None:
-                return reason, f"{reason.value.replace('_', ' ')} (resilience)"
+    def _latency(self, c: Candidate, cap: float) -> Exclusion | None:
+        latency = self._stats.latency_ms(c.spec.name, self._stream, self._now)
+        if latency is not None and latency > cap:
+            return ExclusionReason.LATENCY, f"latency {latency:.0f} ms > {cap:g} ms allowed"
         return None

@@ -113,7 +113,8 @@ class Registry:
     def __init__(self, store: StateStore, settings: RoutingSettings,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
-        self._clock = clock
+        self.clock = clock
+        """The wall clock (epoch seconds) that metrics expiry and stats reads use."""
         # Re-entrant so a listener may itself change the registry without deadlocking.
         self._lock = threading.RLock()
         self._snapshot = RegistrySnapshot.build((), 0)
@@ -127,7 +128,11 @@ class Registry:
         return self._snapshot
 
     def add_listener(self, callback: Listener) -> None:
-        """Call `callback(old, new)` after every change, in order, under the writer lock."""
+        """Call `callback(old, new)` after every change, in order, under the writer lock.
+
+        Keep listeners quick and free of blocking I/O; one that raises is logged and does not
+        stop the change or the other listeners.
+        """
         with self._lock:
             self._listeners.append(callback)
 
@@ -173,7 +178,7 @@ class Registry:
         violations = _metrics_violations(report)
         if violations:
             raise InvalidRequestError(_summary(report.provider, violations), violations)
-        self.stats.report(report, self._clock())
+        self.stats.report(report, self.clock())
 
     async def aclose(self) -> None:
         """Stop following the store's change feed."""
@@ -213,8 +218,13 @@ class Registry:
                 self._notify(old, new)
 
     def _notify(self, old: ProviderSpec | None, new: ProviderSpec | None) -> None:
+        # A failing listener must not undo a published change nor starve the others.
+        name = new.name if new is not None else old.name if old is not None else ""
         for listener in self._listeners:
-            listener(old, new)
+            try:
+                listener(old, new)
+            except Exception:
+                log.exception("registry listener %r failed on provider %s", listener, name)
 
     async def _persist(self, name: str) -> None:
         # Writers may race (tasks and threads); whoever finishes last re-checks the current

@@ -8,9 +8,10 @@ strategy = "weighted"        # how candidates are ordered when no rule matches: 
                              # round_robin, least_loaded, latency, cost, capability, failover,
                              # affinity, default, or rules (rules only; no match -> weighted)
 enabled = true               # rule routing on/off (default true; without rules it does nothing)
-default_provider = "anthropic"       # used when the request names no model, or one nobody
-default_model = "claude-sonnet-4-5"  # serves; only a model = any provider serving it; only a
-                                     # provider = the requested model there, else its first model
+default_provider = "anthropic"       # used when the request names no model, or a bare one
+default_model = "claude-sonnet-4-5"  # nobody serves (never for provider/model); a model alone
+                                     # = any provider serving it (or an alias); a provider
+                                     # alone = its first listed model
 failover_order = ["anthropic", "openai"]  # the `failover` strategy: these first, in order
 timezone = "Europe/Berlin"   # IANA zone for hour_range conditions (default "UTC")
 latency_alpha = 0.3          # EMA smoothing of observed latency and TTFT, in (0, 1]
@@ -43,7 +44,8 @@ Conditions: `priority` and `tenant` (a string or a list: the attribute equals on
 `labels` (a string or list: the request carries any of them), `retry_count` (an integer,
 or a table of `gte`, `lte`, `eq`; a missing attribute counts as 0), `hour_range = [start, end)`
 (integer hours in `timezone`; start > end wraps past midnight, e.g. [22, 6]), `model` (a
-shell glob or a list of them, matched against the requested model or alias), and any other key:
+shell glob or a list of them, matched against the model or alias the request named; empty when
+it named none), and any other key:
 the request attribute of that name equals the value (numbers and booleans compare as text:
 `tier = 2` matches "2", `beta = true` matches "true"; a list means any of).
 """

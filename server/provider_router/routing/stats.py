@@ -80,8 +80,8 @@ class StatsView(Protocol):
         """Calls in flight now."""
         ...
 
-    def health(self, provider: str) -> HealthState:
-        """The last recorded health."""
+    def unhealthy(self) -> frozenset[str]:
+        """The providers whose last health check failed."""
         ...
 
 
@@ -92,6 +92,11 @@ def blend(observed: float | None, reported: float | None) -> float | None:
     if reported is None:
         return observed
     return (observed + reported) / 2.0
+
+
+def _ema(previous: float | None, sample: float, alpha: float) -> float:
+    # The first sample seeds the average instead of being dragged towards zero.
+    return sample if previous is None else alpha * sample + (1.0 - alpha) * previous
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -141,6 +146,8 @@ class StatsBook:
         self._default_ttl_s = default_ttl_s
         self._cells: dict[str, _Cell] = {}
         self._lock = threading.Lock()
+        # Kept apart so that routing tests one set instead of every candidate's cell.
+        self._unhealthy: frozenset[str] = frozenset()
 
     def _cell(self, provider: str) -> _Cell:
         cell = self._cells.get(provider)
@@ -177,10 +184,9 @@ class StatsBook:
                 cell.last_error = error
                 return  # a failure's duration says nothing about how fast answers are
             cell.samples.append(latency_ms)
-            cell.ema_ms = latency_ms if cell.ema_ms is None else a * latency_ms + (1 - a) * cell.ema_ms
+            cell.ema_ms = _ema(cell.ema_ms, latency_ms, a)
             if ttft_s is not None:
-                ttft_ms = ttft_s * _MS
-                cell.ttft_ms = ttft_ms if cell.ttft_ms is None else a * ttft_ms + (1 - a) * cell.ttft_ms
+                cell.ttft_ms = _ema(cell.ttft_ms, ttft_s * _MS, a)
 
     def report(self, report: MetricsReport, now: float) -> ReportedMetrics:
         """Record externally measured values; they replace any earlier report."""
@@ -194,14 +200,20 @@ class StatsBook:
     def set_health(self, provider: str, health: HealthState, checked_at: float) -> None:
         """Record the result of a health check."""
         cell = self._cell(provider)
-        with cell.lock:
+        # One lock around both, so the cell and the set never disagree (health checks are rare).
+        with self._lock, cell.lock:
             cell.health = health
             cell.checked_at = checked_at
+            if health is HealthState.UNHEALTHY:
+                self._unhealthy = self._unhealthy | {provider}
+            elif provider in self._unhealthy:
+                self._unhealthy = self._unhealthy - {provider}
 
     def forget(self, provider: str) -> None:
         """Drop a removed provider's statistics; calls still in flight record nothing."""
         with self._lock:
             self._cells.pop(provider, None)
+            self._unhealthy = self._unhealthy - {provider}
 
     # --- hot-path readers (the strategies' StatsView) ---------------------------------------
 
@@ -233,6 +245,10 @@ class StatsBook:
         """The last recorded health."""
         cell = self._cells.get(provider)
         return cell.health if cell is not None else HealthState.UNKNOWN
+
+    def unhealthy(self) -> frozenset[str]:
+        """The providers whose last health check failed."""
+        return self._unhealthy
 
     # --- full view --------------------------------------------------------------------------
 

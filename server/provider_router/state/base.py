@@ -1,6 +1,6 @@
 """The StateStore protocol: where runtime state lives, behind one async interface.
 
-Backends are chosen by URI scheme (see `open_state_store` in state/memory.py): `memory://`
+Backends are chosen by URI scheme (`open_state_store`, in state/memory.py): `memory://`
 keeps state in the process and persists runtime registrations to a local file; `redis://`
 (a later backend) shares it across replicas.
 

@@ -7,7 +7,7 @@ raises CodecError naming the JSON path, rather than registering half a provider.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
@@ -37,18 +37,18 @@ def encode_spec(spec: ProviderSpec, *, include_secret: bool) -> dict[str, JsonVa
         "name": spec.name, "kind": spec.kind.value, "base_url": spec.base_url,
         "api_key_env": spec.api_key_env,
         "models": [_encode_model(m) for m in spec.models],
-        "capabilities": sorted(c.value for c in spec.capabilities),
+        "capabilities": _texts(sorted(c.value for c in spec.capabilities)),
         "priority": spec.priority, "weight": spec.weight,
         "max_concurrent": spec.max_concurrent, "rate_limit_rpm": spec.rate_limit_rpm,
         "rate_limit_tpm": spec.rate_limit_tpm,
         "timeouts": {k: getattr(spec.timeouts, k) for k in _TIMEOUTS},
-        "labels": list(spec.labels), "enabled": spec.enabled, "headers": dict(spec.headers),
+        "labels": _texts(spec.labels), "enabled": spec.enabled, "headers": dict(spec.headers),
     }
     if include_secret and spec.api_key is not None:
         doc["api_key"] = spec.api_key.reveal()
     if spec.command is not None:
-        doc["command"] = {"argv": list(spec.command.argv),
-                          "required_envs": list(spec.command.required_envs),
+        doc["command"] = {"argv": _texts(spec.command.argv),
+                          "required_envs": _texts(spec.command.required_envs),
                           "read_output_file": spec.command.read_output_file}
     if spec.mock is not None:
         doc["mock"] = {"latency": spec.mock.latency, "chunk_count": spec.mock.chunk_count,
@@ -56,10 +56,14 @@ def encode_spec(spec: ProviderSpec, *, include_secret: bool) -> dict[str, JsonVa
     return doc
 
 
+def _texts(values: Iterable[str]) -> list[JsonValue]:
+    return [*values]
+
+
 def _encode_model(model: ModelSpec) -> dict[str, JsonValue]:
     return {"name": model.name, "input_per_mtok": model.input_per_mtok,
             "output_per_mtok": model.output_per_mtok, "context_window": model.context_window,
-            "capabilities": sorted(c.value for c in model.capabilities)}
+            "capabilities": _texts(sorted(c.value for c in model.capabilities))}
 
 
 class _Reader:

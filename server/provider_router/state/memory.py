@@ -16,10 +16,11 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from provider_router.domain import ProviderSpec
 from provider_router.errors import ConfigError
-from provider_router.state.base import ChangeCallback, StoreHealth, Unsubscribe
+from provider_router.state.base import ChangeCallback, StateStore, StoreHealth, Unsubscribe
 from provider_router.state.codec import CodecError, decode_spec, encode_spec
 
 FORMAT_VERSION = 1
@@ -96,6 +97,18 @@ class MemoryStateStore:
             # Only a durable change becomes the store's state.
             self._specs = specs
             return existed
+
+
+def open_state_store(url: str, registry_file: Path | None) -> StateStore:
+    """The store for `url`, chosen by URI scheme: `memory://` persists to `registry_file`."""
+    # memory:// is the only backend so far, so the choice lives beside it; when redis://
+    # arrives this moves to its own module (state/factory.py) that imports both.
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryStateStore(registry_file)
+    if scheme in ("redis", "rediss", "unix"):
+        raise ConfigError("state.url", url, "memory:// (redis:// arrives with the Redis backend)")
+    raise ConfigError("state.url", url, "a memory:// or redis:// URI")
 
 
 def _nothing() -> None:
