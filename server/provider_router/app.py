@@ -29,7 +29,13 @@ from provider_router.errors import ConfigError
 from provider_router.routing.planner import Planner
 from provider_router.routing.pool import ConnectorPool
 from provider_router.routing.registry import Registry
-from provider_router.routing.router import AvailabilityGate, Router
+from provider_router.resilience.breaker import ProviderBreakers
+from provider_router.resilience.ratelimit import RateLimiter
+from provider_router.routing.dispatch import Resilience
+from provider_router.routing.gate import RouterGate
+from provider_router.routing.health import HealthMonitor
+from provider_router.routing.router import Router
+from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.settings import RoutingSettings
 from provider_router.state.base import StateStore
 from provider_router.state.memory import open_state_store
@@ -94,11 +100,14 @@ class App:
     pool: ConnectorPool
     store: StateStore
     metrics: Metrics
+    monitor: HealthMonitor
     stopped: bool = False
 
     async def start(self) -> None:
         """Start serving and report SERVING."""
         await self.server.start()
+        await self.monitor.publish_all()
+        self.monitor.start()
         await self.health.serving()
         log.info("serving on port %d (%d providers)", self.port,
                  len(self.registry.snapshot().providers))
@@ -116,6 +125,7 @@ class App:
                  delay, server.grace_s if grace_s is None else grace_s)
         await asyncio.sleep(delay)
         await self.server.stop(server.grace_s if grace_s is None else grace_s)
+        await self.monitor.stop()
         await self.pool.aclose()
         await self.store.aclose()
         log.info("stopped")
@@ -134,11 +144,18 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     await registry.load(specs)
     if secrets is not None:
         secrets.registry = registry
-    gate = AvailabilityGate(registry, env)
+    rng = random.Random()
+    res = config.resilience
+    resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng)
+    gate = RouterGate(registry, env, resilience.breakers, resilience.limiter)
     pool = ConnectorPool(config.connectors)
-    router = Router(registry, Planner(registry, routing, random.Random(), gate), pool, gate, env)
+    status = ProviderStatusView(registry, gate, resilience.breakers)
+    router = Router(registry, Planner(registry, routing, rng, gate), pool, resilience, status,
+                    metrics, env)
     health = HealthReporter()
     await health.starting()
+    monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
+                            res.health_interval_s, res.probe_timeout_s)
 
     auth = config.auth
     server = grpc.aio.server(
@@ -162,7 +179,7 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     if port == 0:
         raise ConfigError("server.listen", address, "an address this process can bind (in use?)")
     metrics.providers.set(len(registry.snapshot().providers))
-    return App(config, server, port, health, router, registry, pool, store, metrics)
+    return App(config, server, port, health, router, registry, pool, store, metrics, monitor)
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

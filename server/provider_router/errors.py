@@ -28,6 +28,8 @@ class RouterError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Every attempt made before this error ended the call (status details carry them).
+        self.attempts: tuple[Attempt, ...] = ()
 
 
 # --- caller and configuration errors --------------------------------------------------------

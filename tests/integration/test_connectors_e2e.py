@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -59,7 +60,8 @@ async def served(request: pytest.FixtureRequest, start_router: StartRouter
 
 
 def chat_request(kind: ProviderKind, text: str = "Say hello",
-                 **fields: object) -> dict[str, object]:
+                 **fields: Any) -> dict[str, Any]:
+    """The fields of a ChatRequest / StreamChatRequest for one user message."""
     return {"routing": pb.RoutingOptions(model=MODELS[kind]),
             "messages": [pb.ChatMessage(role=pb.ROLE_USER, content=text)], **fields}
 

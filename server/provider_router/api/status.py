@@ -9,7 +9,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from provider_router import errors as e
 from provider_router.api.convert import attempts_to_proto
-from provider_router.domain import Attempt
 from provider_router.v1 import router_pb2 as pb
 
 DOMAIN = "provider-router"
@@ -52,12 +51,6 @@ def _retry_after(error: e.RouterError) -> float | None:
     return None
 
 
-def _attempts(error: e.RouterError) -> tuple[Attempt, ...]:
-    if isinstance(error, e.UnavailableError | e.RateLimitedError | e.DeadlineExceededError):
-        return error.attempts
-    return ()
-
-
 def _details(error: e.RouterError) -> list[any_pb2.Any]:
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))]
     if isinstance(error, e.InvalidRequestError) and error.violations:
@@ -70,7 +63,7 @@ def _details(error: e.RouterError) -> list[any_pb2.Any]:
         delay = Duration()
         delay.FromNanoseconds(int(retry_after * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    attempts = _attempts(error)
+    attempts = error.attempts
     delivered = error.delivered_deltas if isinstance(error, e.StreamBrokenError) else 0
     if attempts or delivered:
         details.append(_pack(pb.AttemptsDetail(attempts=attempts_to_proto(attempts),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from provider_router.domain import ChatResult, ProbeResult, ProviderRequest, StreamEvent
@@ -16,7 +16,8 @@ class Connector(Protocol):
         """Complete the request in one call."""
         ...
 
-    def stream(self, request: ProviderRequest, deadline: Deadline) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ProviderRequest, deadline: Deadline
+               ) -> AsyncGenerator[StreamEvent, None]:
         """Stream the answer: deltas, then exactly one StreamFinish; raises on failure."""
         ...
 

@@ -31,7 +31,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from pathlib import Path
 
@@ -120,7 +120,7 @@ class CommandConnector:
             return await collect(self.spec.name, events, request.model)
 
     async def stream(self, request: ProviderRequest,
-                     deadline: Deadline) -> AsyncIterator[StreamEvent]:
+                     deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
         """Stream the agent's output as it prints it."""
         async with aclosing(self._run(request, deadline, streaming=True)) as events:
             async for event in events:

@@ -10,7 +10,7 @@ It never touches the network; usage is estimated.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from provider_router.connectors import openai
@@ -86,7 +86,7 @@ class MockConnector:
                              request.model)
 
     async def stream(self, request: ProviderRequest,
-                     deadline: Deadline) -> AsyncIterator[StreamEvent]:
+                     deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
         """Stream the mock answer chunk by chunk, then one StreamFinish."""
         async with aclosing(self._events(request, deadline, streaming=True)) as events:
             async for event in events:

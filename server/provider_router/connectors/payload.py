@@ -62,11 +62,6 @@ def integer(value: JsonValue | None) -> int:
     return max(0, int(value))
 
 
-def has_int(value: JsonValue | None) -> bool:
-    """Whether `value` is a number (not a bool)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def to_json_dict(value: JsonObject) -> dict[str, JsonValue]:
     """A mutable copy of a JSON object, for embedding in a request body."""
     return dict(value)

@@ -6,7 +6,7 @@ state); pooling, timeouts, cancellation and error mapping live here and in http.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from provider_router.connectors.http import ErrorMapper, HttpCall, HttpClient
@@ -61,7 +61,7 @@ class RemoteConnector:
         return self.parse(body, request)
 
     async def stream(self, request: ProviderRequest,
-                     deadline: Deadline) -> AsyncIterator[StreamEvent]:
+                     deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
         """Stream the answer: deltas, then exactly one StreamFinish; raises on failure."""
         call = self.build_call(request, stream=True)
         # aclosing: if our consumer stops early, the inner stream (and its socket) closes now,

@@ -54,13 +54,14 @@ class PhaseTimeouts:
 class PhaseClock:
     """Tracks which phase a call is in and bounds each wait by that phase's budget."""
 
-    __slots__ = ("_idle", "_phase", "_phase_end", "_phase_limit", "_provider",
+    __slots__ = ("_idle", "_phase", "_phase_end", "_phase_limit", "_provider", "_streaming",
                  "_total_end", "_total_limit")
 
     def __init__(self, provider: str, timeouts: PhaseTimeouts, deadline: Deadline, *,
                  streaming: bool) -> None:
         now = time.monotonic()
         self._provider = provider
+        self._streaming = streaming
         self._idle = timeouts.idle
         self._total_limit = deadline.cap(timeouts.total)
         self._total_end = now + self._total_limit
@@ -69,11 +70,6 @@ class PhaseClock:
         else:
             self._phase, self._phase_limit = "total", self._total_limit
         self._phase_end = now + self._phase_limit
-
-    @property
-    def phase(self) -> str:
-        """The current phase: first_token, idle or total."""
-        return self._phase
 
     def budget(self) -> tuple[float, str, float]:
         """Seconds the next wait may take, the phase that bounds it, and that phase's limit."""
@@ -84,19 +80,12 @@ class PhaseClock:
             return phase_left, self._phase, self._phase_limit
         return total_left, "total", self._total_limit
 
-    def remaining(self) -> float:
-        """Seconds left for the next wait, never negative."""
-        return max(0.0, self.budget()[0])
-
     def saw_delta(self) -> None:
-        """A delta reached the caller: the first-token phase is over."""
+        """A delta reached the caller: the first-token phase is over (streaming calls only)."""
+        if not self._streaming:
+            return
         self._phase, self._phase_limit = "idle", self._idle
         self._phase_end = time.monotonic() + self._idle
-
-    def expired_error(self) -> ProviderTimeoutError:
-        """The timeout error for the phase that bounds the current wait."""
-        _, phase, limit = self.budget()
-        return ProviderTimeoutError(self._provider, phase, limit)
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
         """Await within the current budget; raises ProviderTimeoutError when it runs out.

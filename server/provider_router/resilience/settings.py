@@ -17,6 +17,7 @@ Keys (durations in seconds; every key overridable as PROVIDER_ROUTER_RESILIENCE_
 | min_attempt | 0.5 | a retry needs this much deadline left after its delay |
 | attempt_reserve, attempt_floor | 2, 0.5 | per-attempt share of the deadline (see retry.attempt_timeout) |
 | error_pick | "most_severe" | which error to report when every candidate failed: first, last, most_severe |
+| content_policy_failover | false | a content-policy rejection tries the next candidate instead of failing |
 | wait_for_capacity | false | when every candidate is rate limited: wait within the deadline, or RESOURCE_EXHAUSTED |
 | stream_recovery | "restart" | a stream broken mid-answer: continue (prefill), restart, or fail |
 | health_interval | 30 | seconds between active probes (0 = off) |
@@ -45,6 +46,7 @@ class ResilienceSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     budget: AttemptBudget = field(default_factory=AttemptBudget)
     error_pick: ErrorPickMode = "most_severe"
+    content_policy_failover: bool = False
     wait_for_capacity: bool = False
     stream_recovery: StreamRecovery = "restart"
     health_interval_s: float = 30.0
@@ -80,6 +82,7 @@ def parse_resilience_settings(raw: Mapping[str, object]) -> ResilienceSettings:
         error_pick=choice(t, "error_pick", "most_severe",  # type: ignore[arg-type]
                           ("first", "last", "most_severe")),
         wait_for_capacity=boolean(t, "wait_for_capacity", False),
+        content_policy_failover=boolean(t, "content_policy_failover", False),
         stream_recovery=choice(t, "stream_recovery", "restart",  # type: ignore[arg-type]
                                ("continue", "restart", "fail")),
         health_interval_s=number(t, "health_interval", 30.0, low=0.0),

@@ -164,6 +164,12 @@ class StatsBook:
         with cell.lock:
             cell.in_flight += 1
 
+    def abandon(self, provider: str) -> None:
+        """A call ended without a verdict (cancelled by the caller): only in-flight drops."""
+        cell = self._cell(provider)
+        with cell.lock:
+            cell.in_flight = max(0, cell.in_flight - 1)
+
     def finish(self, provider: str, latency_s: float, ok: bool, ttft_s: float | None = None,
                error: str = "") -> None:
         """A call ends: record its latency (and time to first token for streams) and outcome."""

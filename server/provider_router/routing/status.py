@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from provider_router.domain import (
+    BreakerState,
     HealthState,
     ProviderKind,
     ProviderSpec,
@@ -14,6 +15,7 @@ from provider_router.domain import (
     ProviderView,
 )
 from provider_router.errors import UnknownProviderError
+from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.routing.registry import Registry
 
 # Passive health from real traffic: above this error rate a provider is DEGRADED.
@@ -31,15 +33,17 @@ class Availability(Protocol):
 class ProviderStatusView:
     """Builds ProviderStatus values from the registry's stats and the availability check."""
 
-    def __init__(self, registry: Registry, availability: Availability) -> None:
+    def __init__(self, registry: Registry, availability: Availability,
+                 breakers: ProviderBreakers) -> None:
         self._registry = registry
         self._availability = availability
+        self._breakers = breakers
 
     def _status(self, spec: ProviderSpec, now: float) -> ProviderStatus:
         stats = self._registry.stats.view(spec.name, now, spec.max_concurrent)
         ok, why = self._availability.available(spec)
-        return stats.as_status(available=ok, unavailable_reason=why,
-                               is_mock=spec.kind is ProviderKind.MOCK)
+        return stats.as_status(breaker_state=self._breakers.state(spec.name), available=ok,
+                               unavailable_reason=why, is_mock=spec.kind is ProviderKind.MOCK)
 
     def status(self, name: str) -> ProviderStatus:
         """One provider's status (UnknownProviderError when not registered)."""
@@ -63,7 +67,7 @@ class ProviderStatusView:
 
 def _with_health(status: ProviderStatus) -> ProviderStatus:
     """Probe results when there are any, else what real traffic says."""
-    if not status.available:
+    if not status.available or status.breaker_state is BreakerState.OPEN:
         return replace(status, health=HealthState.UNHEALTHY)
     if status.health is not HealthState.UNKNOWN or status.request_count == 0:
         return status

@@ -245,7 +245,7 @@ async def test_consumer_that_stops_early_closes_the_upstream(upstream: Upstream,
     async for event in stream:
         if isinstance(event, TextDelta):
             break
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     assert await disconnected(fake)
 
 

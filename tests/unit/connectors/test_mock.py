@@ -124,3 +124,11 @@ async def test_closed_mock_is_unavailable(connect: MakeConnector) -> None:
     await connector.aclose()
     with pytest.raises(ProviderUnavailableError):
         await connector.chat(request(), Deadline.after(5))
+
+
+async def test_unary_chat_is_bounded_by_total_only(connect: MakeConnector) -> None:
+    # Each chunk takes longer than the idle timeout, which applies to streams only.
+    connector = connect(mock_spec(latency=0.15, chunk_count=3),
+                        settings(first_token=0.1, idle=0.1))
+    result = await connector.chat(request("slow but fine"), Deadline.after(5))
+    assert result.text == "[mock] slow but fine"

@@ -1,0 +1,283 @@
+"""One target of the failover chain: admission, breaker, same-provider retries, bookkeeping.
+
+For each attempt: concurrency and rate-limit admission → the provider's breaker → the
+connector call with a share of the deadline (`attempt_timeout`) → classify → either retry the
+same provider after `next_delay`, or give up on this target so the router moves on. Every
+attempt, skipped or made, is recorded once in the Chain, in stats and in metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from provider_router import domain as d
+from provider_router.errors import ContentPolicyError, ContextLengthError, ProviderError
+from provider_router.resilience.breaker import BreakerOpenError, ProviderBreakers
+from provider_router.resilience.deadline import Deadline
+from provider_router.resilience.ratelimit import RateLimiter
+from provider_router.resilience.retry import attempt_timeout, next_delay
+from provider_router.resilience.settings import ResilienceSettings
+from provider_router.routing.pool import ConnectorPool
+from provider_router.routing.registry import Registry
+from provider_router.telemetry.metrics import Metrics
+
+
+@dataclass(slots=True)
+class Chain:
+    """What happened along one request's failover chain so far."""
+
+    tokens: int = 0
+    attempts: list[d.Attempt] = field(default_factory=list)
+    errors: list[ProviderError] = field(default_factory=list)
+    # Seconds until each rate-limited candidate has capacity again.
+    waits: list[float] = field(default_factory=list)
+    # After a context-length rejection only models with a larger (known) window are tried.
+    min_context_window: int = 0
+
+
+class BrokenStreamError(Exception):
+    """A stream failed after this attempt delivered deltas (carries the provider error)."""
+
+    def __init__(self, error: ProviderError, delivered: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.delivered = delivered
+
+
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    """The resilience parts the dispatcher uses, built once by the composition root."""
+
+    breakers: ProviderBreakers
+    limiter: RateLimiter
+    settings: ResilienceSettings
+    rng: random.Random
+
+
+def _skip(target: d.RouteTarget, reason: str, error: str = "") -> d.Attempt:
+    return d.Attempt(target.provider, target.model, d.AttemptOutcome.SKIPPED, 0.0,
+                     error=error, reason=reason)
+
+
+class Dispatcher:
+    """Runs the attempts against one target for Chat and StreamChat."""
+
+    def __init__(self, registry: Registry, pool: ConnectorPool, resilience: Resilience,
+                 metrics: Metrics) -> None:
+        self._stats = registry.stats
+        self._pool = pool
+        self._r = resilience
+        self._metrics = metrics
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _record(self, chain: Chain, attempt: d.Attempt) -> None:
+        chain.attempts.append(attempt)
+        self._metrics.attempts.labels(attempt.provider, attempt.outcome.value).inc()
+
+    def _failed(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
+                started: float, error: ProviderError, broken: bool = False) -> None:
+        duration = time.perf_counter() - started
+        # A caller error says nothing about the provider's health.
+        self._stats.finish(target.provider, duration, ok=error.caller_error,
+                           error="" if error.caller_error else error.message)
+        chain.errors.append(error)
+        if isinstance(error, ContextLengthError):
+            model = spec.model(target.model)
+            window = model.context_window if model is not None else 0
+            chain.min_context_window = max(chain.min_context_window, window + 1)
+        outcome = d.AttemptOutcome.STREAM_BROKEN if broken else error.outcome
+        self._record(chain, d.Attempt(target.provider, target.model, outcome, duration,
+                                      error.status_code, error.message, error.reason))
+
+    def _succeeded(self, chain: Chain, target: d.RouteTarget, started: float,
+                   ttft_s: float | None = None) -> None:
+        duration = time.perf_counter() - started
+        self._stats.finish(target.provider, duration, ok=True, ttft_s=ttft_s)
+        self._record(chain, d.Attempt(target.provider, target.model, d.AttemptOutcome.SUCCESS,
+                                      duration))
+
+    @contextlib.contextmanager
+    def _in_flight(self, provider: str) -> Iterator[None]:
+        # Cancellation is neither success nor failure: only the in-flight count drops.
+        self._stats.start(provider)
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            self._stats.abandon(provider)
+            raise
+
+    # --- admission and policy ---------------------------------------------------------------
+
+    def fits_context(self, spec: d.ProviderSpec, model: str, chain: Chain) -> bool:
+        """After a context-length error, only a model with a larger known window is worth it."""
+        if not chain.min_context_window:
+            return True
+        found = spec.model(model)
+        return found is None or found.context_window == 0 or (
+            found.context_window >= chain.min_context_window)
+
+    async def admit(self, spec: d.ProviderSpec, target: d.RouteTarget, chain: Chain) -> bool:
+        """Take rate-limit capacity for the call, or record why the target is skipped."""
+        if not (spec.rate_limit_rpm or spec.rate_limit_tpm):
+            return True
+        wait = await self._r.limiter.try_acquire(spec, chain.tokens)
+        if wait > 0:
+            chain.waits.append(wait)
+            self._record(chain, _skip(target, "RATE_LIMITED", f"local limit: {wait:.2f}s"))
+            return False
+        return True
+
+    def _concurrency_ok(self, spec: d.ProviderSpec, target: d.RouteTarget, chain: Chain) -> bool:
+        if spec.max_concurrent and self._stats.in_flight(spec.name) >= spec.max_concurrent:
+            self._record(chain, _skip(target, "CONCURRENCY_LIMIT"))
+            return False
+        return True
+
+    def stops_chain(self, error: ProviderError) -> bool:
+        """Whether an error ends the whole request: the request itself is at fault."""
+        if isinstance(error, ContextLengthError):
+            return False  # a larger-context fallback may take it
+        if isinstance(error, ContentPolicyError):
+            return not self._r.settings.content_policy_failover
+        return error.caller_error
+
+    def _attempt_deadline(self, deadline: Deadline, spec: d.ProviderSpec,
+                          remaining: int) -> Deadline:
+        share = attempt_timeout(deadline, remaining, spec.timeouts.total, self._r.settings.budget)
+        return Deadline(min(deadline.expires_at, time.monotonic() + share))
+
+    async def _retry_delay(self, attempt_index: int, error: ProviderError,
+                           deadline: Deadline) -> bool:
+        """Sleep before retrying the same provider; False means move on."""
+        delay = next_delay(self._r.settings.retry, attempt_index, error, deadline, self._r.rng)
+        if delay is None:
+            return False
+        await asyncio.sleep(delay)
+        return True
+
+    async def _released(self, spec: d.ProviderSpec, chain: Chain) -> None:
+        if spec.rate_limit_rpm or spec.rate_limit_tpm:
+            await self._r.limiter.refund(spec, chain.tokens)
+
+    # --- unary ------------------------------------------------------------------------------
+
+    async def chat(self, spec: d.ProviderSpec, target: d.RouteTarget, request: d.ChatRequest,
+                   deadline: Deadline, remaining: int, chain: Chain) -> d.ChatResult | None:
+        """The target's answer, or None to move on; raises errors that end the request."""
+        if not await self.admit(spec, target, chain):
+            return None
+        provider_request = d.ProviderRequest(request, target.model)
+        for index in itertools.count():
+            if not self._concurrency_ok(spec, target, chain):
+                return None
+            started = time.perf_counter()
+            try:
+                async with self._r.breakers.guard(target.provider, target.model):
+                    with self._in_flight(spec.name):
+                        async with self._pool.lease(spec) as connector:
+                            result = await connector.chat(
+                                provider_request, self._attempt_deadline(deadline, spec, remaining))
+            except BreakerOpenError as error:
+                self._record(chain, _skip(target, error.reason, error.message))
+                await self._released(spec, chain)
+                return None
+            except ProviderError as error:
+                self._failed(chain, spec, target, started, error)
+                if self.stops_chain(error):
+                    raise
+                if not await self._retry_delay(index, error, deadline):
+                    return None
+                continue
+            self._succeeded(chain, target, started)
+            await self._settle(spec, chain, result.usage)
+            return result
+        return None  # pragma: no cover - the loop only exits by return or raise
+
+    async def _settle(self, spec: d.ProviderSpec, chain: Chain, usage: d.Usage) -> None:
+        if spec.rate_limit_tpm:
+            await self._r.limiter.adjust(spec, chain.tokens, usage.total_tokens)
+
+    # --- streaming --------------------------------------------------------------------------
+
+    async def stream(self, spec: d.ProviderSpec, target: d.RouteTarget,
+                     request: d.ChatRequest, deadline: Deadline, remaining: int, chain: Chain
+                     ) -> AsyncIterator[d.StreamEvent]:
+        """The target's stream. Ends after StreamFinish, or without one when it gave up
+        before any delta (move on); raises BrokenStreamError when it broke after deltas."""
+        if not await self.admit(spec, target, chain):
+            return
+        provider_request = d.ProviderRequest(request, target.model)
+        for index in itertools.count():
+            if not self._concurrency_ok(spec, target, chain):
+                return
+            started = time.perf_counter()
+            progress = _Progress(started)
+            try:
+                async with self._r.breakers.guard(target.provider, target.model):
+                    with self._in_flight(spec.name):
+                        async with self._pool.lease(spec) as connector:
+                            events = connector.stream(
+                                provider_request, self._attempt_deadline(deadline, spec, remaining))
+                            # aclosing: a cancelled caller closes the upstream request at once.
+                            async with contextlib.aclosing(events) as upstream:
+                                async for event in upstream:
+                                    progress.saw(event)
+                                    if isinstance(event, d.StreamFinish):
+                                        # Recorded before the router builds its end event.
+                                        self._succeeded(chain, target, started, progress.ttft_s())
+                                        yield event
+                                        break
+                                    yield event
+            except BreakerOpenError as error:
+                self._record(chain, _skip(target, error.reason, error.message))
+                await self._released(spec, chain)
+                return
+            except ProviderError as error:
+                self._failed(chain, spec, target, started, error, broken=progress.deltas > 0)
+                if progress.deltas:
+                    raise BrokenStreamError(error, progress.deltas) from error
+                if self.stops_chain(error):
+                    raise
+                if not await self._retry_delay(index, error, deadline):
+                    return
+                continue
+            if progress.finished:
+                return
+            # The connector ended without its finish event: never a clean end.
+            error = ProviderError(target.provider, "stream ended without a finish event")
+            self._failed(chain, spec, target, started, error, broken=progress.deltas > 0)
+            if progress.deltas:
+                raise BrokenStreamError(error, progress.deltas)
+            return
+
+
+class _Progress:
+    """How far one stream attempt got."""
+
+    __slots__ = ("deltas", "finished", "first_at", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.deltas = 0
+        self.finished = False
+        self.first_at: float | None = None
+
+    def saw(self, event: d.StreamEvent) -> None:
+        """Count an event."""
+        if isinstance(event, d.StreamFinish):
+            self.finished = True
+            return
+        self.deltas += 1
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+
+    def ttft_s(self) -> float | None:
+        """Time to the first delta of this attempt."""
+        return None if self.first_at is None else self.first_at - self.started

@@ -1,0 +1,182 @@
+"""StreamChat's failover chain and its recovery from a stream broken mid-answer.
+
+Before the first delta reaches the caller the chain fails over freely. After that, a broken
+stream is handled by the configured policy (`[resilience] stream_recovery`):
+
+- `continue`: the next candidate that accepts an assistant prefill continues from the partial
+  answer, seamlessly (no restart event); if it rejects the prefill, it restarts instead;
+- `restart`: a `restart` event tells the caller to discard what it has, and the next
+  candidate streams the whole answer;
+- `fail`: the stream ends with UNAVAILABLE saying how many deltas were delivered.
+
+Whatever the policy, a truncated answer never ends with OK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+
+from provider_router import domain as d
+from provider_router.errors import (
+    DeadlineExceededError,
+    ProviderRejectedError,
+    RouterError,
+    StreamBrokenError,
+)
+from provider_router.resilience.deadline import Deadline
+from provider_router.routing.dispatch import BrokenStreamError, Chain, Dispatcher
+
+SpecLookup = Callable[[str], d.ProviderSpec | None]
+"""The current spec of a provider by name (None once unregistered)."""
+
+CostFn = Callable[[d.ProviderSpec, str, d.Usage], float | None]
+"""Cost in USD of an answer from a provider's model, None when the price is unknown."""
+
+# Kinds whose API continues a final assistant message instead of answering it again.
+PREFILL_KINDS = frozenset({d.ProviderKind.ANTHROPIC, d.ProviderKind.MOCK})
+
+
+@dataclass(slots=True)
+class StreamRun:
+    """Progress of one StreamChat across all its attempts."""
+
+    started_at: float
+    decision: d.RouteDecision
+    chain: Chain
+    started: bool = False
+    finished: bool = False
+    delivered: int = 0
+    first_delta_at: float | None = None
+    partial: list[str] = field(default_factory=list)
+    partial_has_tools: bool = False
+    restart_reason: str = ""
+    broken_at: str = ""
+
+    def delta(self, event: d.TextDelta | d.ToolCallDelta) -> None:
+        """A delta reached the caller."""
+        self.delivered += 1
+        if self.first_delta_at is None:
+            self.first_delta_at = time.perf_counter()
+        if isinstance(event, d.TextDelta):
+            self.partial.append(event.text)
+        else:
+            self.partial_has_tools = True
+
+
+def with_prefill(request: d.ChatRequest, partial: str) -> d.ChatRequest:
+    """The request extended with the partial answer as an assistant message to continue."""
+    prefill = d.ChatMessage(role=d.Role.ASSISTANT, content=partial)
+    return replace(request, messages=(*request.messages, prefill))
+
+
+class StreamChain:
+    """Runs StreamChat over the planner's targets."""
+
+    def __init__(self, dispatcher: Dispatcher, policy: str,
+                 specs: SpecLookup) -> None:
+        self._dispatcher = dispatcher
+        self._policy = policy
+        self._specs = specs
+
+    async def run(self, request: d.ChatRequest, targets: tuple[d.RouteTarget, ...],
+                  run: StreamRun, deadline: Deadline, cost: CostFn
+                  ) -> AsyncIterator[d.RouterStreamEvent]:
+        """Yield router stream events until the answer is complete, or raise."""
+        current = request
+        index = 0
+        while index < len(targets) and not run.finished:
+            target = targets[index]
+            spec = self._specs(target.provider)
+            if spec is None or not self._dispatcher.fits_context(spec, target.model, run.chain):
+                index += 1
+                continue
+            if deadline.expired():
+                raise DeadlineExceededError(attempts=tuple(run.chain.attempts))
+            try:
+                async for event in self._attempt(spec, target, current, targets, index, run,
+                                                 deadline, cost):
+                    yield event
+            except ProviderRejectedError:
+                if current is request:
+                    raise
+                # The fallback refused the prefill: restart on the same target instead.
+                run.restart_reason = f"{run.broken_at}; {target.provider} refused continuation"
+                current = request
+                continue
+            except BrokenStreamError as broken:
+                current = self._recover(request, run, targets, index, broken)
+            index += 1
+        broken = self._unfinished(run)
+        if broken is not None:
+            raise broken
+
+    async def _attempt(self, spec: d.ProviderSpec, target: d.RouteTarget,
+                       request: d.ChatRequest, targets: tuple[d.RouteTarget, ...], index: int,
+                       run: StreamRun, deadline: Deadline, cost: CostFn
+                       ) -> AsyncIterator[d.RouterStreamEvent]:
+        remaining = len(targets) - index - 1
+        events = self._dispatcher.stream(spec, target, request, deadline, remaining, run.chain)
+        async with contextlib.aclosing(events) as upstream:
+            async for event in upstream:
+                for out in self._relay(event, spec, target, run, cost):
+                    yield out
+
+    def _relay(self, event: d.StreamEvent, spec: d.ProviderSpec, target: d.RouteTarget,
+               run: StreamRun, cost: CostFn) -> list[d.RouterStreamEvent]:
+        out: list[d.RouterStreamEvent] = []
+        if not run.started:
+            run.started = True
+            out.append(d.StreamStarted(target.provider, target.model, run.decision.strategy,
+                                       run.decision.rule))
+        if run.restart_reason:
+            out.append(d.StreamRestarted(run.restart_reason, target.provider, target.model))
+            run.restart_reason = ""
+            run.partial.clear()
+            run.partial_has_tools = False
+        if isinstance(event, d.StreamFinish):
+            run.finished = True
+            out.append(self._ended(spec, target, event, run, cost))
+        else:
+            run.delta(event)
+            out.append(event)
+        return out
+
+    def _ended(self, spec: d.ProviderSpec, target: d.RouteTarget, finish: d.StreamFinish,
+               run: StreamRun, cost: CostFn) -> d.StreamEnded:
+        now = time.perf_counter()
+        return d.StreamEnded(
+            provider=target.provider, model=finish.model or target.model,
+            finish_reason=finish.finish_reason, usage=finish.usage,
+            cost_usd=cost(spec, target.model, finish.usage),
+            attempts=tuple(run.chain.attempts), latency_s=now - run.started_at,
+            time_to_first_token_s=(run.first_delta_at or now) - run.started_at)
+
+    def _recover(self, request: d.ChatRequest, run: StreamRun,
+                 targets: tuple[d.RouteTarget, ...], index: int,
+                 broken: BrokenStreamError) -> d.ChatRequest:
+        target = targets[index]
+        run.broken_at = (f"{target.provider}/{target.model} broke after {broken.delivered} "
+                         f"deltas: {broken.error.reason}")
+        if self._policy == "fail" or index + 1 >= len(targets):
+            raise StreamBrokenError(f"stream broken mid-answer: {run.broken_at}", run.delivered,
+                                    tuple(run.chain.attempts)) from broken
+        nxt = self._specs(targets[index + 1].provider)
+        can_continue = (self._policy == "continue" and not run.partial_has_tools
+                        and nxt is not None and nxt.kind in PREFILL_KINDS)
+        if can_continue:
+            return with_prefill(request, "".join(run.partial))
+        run.restart_reason = run.broken_at
+        return request
+
+    @staticmethod
+    def _unfinished(run: StreamRun) -> RouterError | None:
+        """A StreamBrokenError when deltas went out but the answer never completed."""
+        if run.finished:
+            return None
+        if run.delivered or run.broken_at:
+            return StreamBrokenError(f"stream broken mid-answer and no fallback completed it: "
+                                     f"{run.broken_at}", run.delivered, tuple(run.chain.attempts))
+        return None
