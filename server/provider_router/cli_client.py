@@ -66,9 +66,10 @@ def routing_from_args(args: argparse.Namespace) -> pb.RoutingOptions:
     """RoutingOptions from the shared routing flags."""
     return pb.RoutingOptions(
         model=args.model,
-        capabilities=[_enum("CAPABILITY", pb.Capability, c, "--cap") for c in args.cap],
-        strategy=_enum("STRATEGY", pb.Strategy, args.strategy, "--strategy") if args.strategy
-        else 0,
+        capabilities=[pb.Capability.ValueType(_enum("CAPABILITY", pb.Capability, c, "--cap"))
+                      for c in args.cap],
+        strategy=pb.Strategy.ValueType(
+            _enum("STRATEGY", pb.Strategy, args.strategy, "--strategy") if args.strategy else 0),
         attributes=_pairs(args.attr, "--attr"), labels=args.label,
         prefer_providers=args.prefer, exclude_providers=args.exclude,
         affinity_key=args.affinity_key,
@@ -123,8 +124,9 @@ def _scenario_request(t: Table) -> pb.RouteRequest:
     request = pb.RouteRequest(routing=pb.RoutingOptions(
         model=text(t, "model", ""), labels=string_list(t, "labels"),
         attributes={str(k): str(v) for k, v in attributes.items()},
-        capabilities=[_enum("CAPABILITY", pb.Capability, c, t.key("capabilities"))
-                      for c in string_list(t, "capabilities")]))
+        capabilities=[
+            pb.Capability.ValueType(_enum("CAPABILITY", pb.Capability, c, t.key("capabilities")))
+            for c in string_list(t, "capabilities")]))
     at = text(t, "at", "")
     if at:
         request.evaluation_time.FromDatetime(_instant(at, t.key("at")))
@@ -289,7 +291,7 @@ def health(args: argparse.Namespace) -> int:
             status = client.health(args.service, timeout=args.timeout or 5.0)
         except grpc.RpcError as error:
             return _failed(error)
-    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)  # type: ignore[arg-type]
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     print(f"status: {name}")
     return 0 if status == health_pb2.HealthCheckResponse.SERVING else EXIT_NOT_SERVING
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -22,19 +23,20 @@ def describe_rpc_error(error: grpc.RpcError) -> str:
     code = call.code().name if call else "UNKNOWN"
     lines = [f"error: {code}: {call.details() if call else error}"]
     status = rpc_status.from_call(call) if call else None
-    for detail in status.details if status else ():
+    details: list[Any] = list(status.details) if status else []
+    for detail in details:
         lines.extend(_describe_detail(detail))
     return "\n".join(lines)
 
 
-def _describe_detail(detail: object) -> list[str]:
+def _describe_detail(detail: Any) -> list[str]:
     kinds: tuple[tuple[type, str], ...] = (
         (error_details_pb2.ErrorInfo, "reason"), (error_details_pb2.BadRequest, "bad"),
         (error_details_pb2.RetryInfo, "retry"), (pb.AttemptsDetail, "attempts"))
     for cls, kind in kinds:
         message = cls()
-        if detail.Is(message.DESCRIPTOR):  # type: ignore[attr-defined]
-            detail.Unpack(message)  # type: ignore[attr-defined]
+        if detail.Is(message.DESCRIPTOR):
+            detail.Unpack(message)
             return _describe(kind, message)
     return []
 
@@ -49,7 +51,8 @@ def _describe(kind: str, message: object) -> list[str]:
         delay = message.retry_delay.ToTimedelta().total_seconds()  # type: ignore[attr-defined]
         return [f"  retry after: {delay:.1f}s"]
     attempts: pb.AttemptsDetail = message  # type: ignore[assignment]
-    lines = [f"  delivered deltas: {attempts.delivered_deltas}"] if attempts.delivered_deltas else []
+    delivered = attempts.delivered_deltas
+    lines = [f"  delivered deltas: {delivered}"] if delivered else []
     for a in attempts.attempts:
         outcome = _enum_name(pb.AttemptOutcome, a.outcome, "ATTEMPT_OUTCOME_")
         status = f" http {a.status_code}" if a.status_code else ""
@@ -60,7 +63,8 @@ def _describe(kind: str, message: object) -> list[str]:
 def _table(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
 
 
 def print_candidates(decision: pb.RouteResponse) -> None:

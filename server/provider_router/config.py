@@ -30,7 +30,8 @@ RESERVED_ENV = frozenset({"PROVIDER_ROUTER_TARGET", "PROVIDER_ROUTER_API_KEY",
                           "PROVIDER_ROUTER_CONFIG", "PROVIDER_ROUTER_ADMIN_API_KEY"})
 # Kubernetes injects service links for a Service named provider-router into every pod:
 # PROVIDER_ROUTER_SERVICE_HOST, PROVIDER_ROUTER_PORT_50051_TCP_ADDR, ... They are not overrides.
-K8S_SERVICE_LINK = re.compile(r"^PROVIDER_ROUTER_(SERVICE_(HOST|PORT\w*)|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$")
+K8S_SERVICE_LINK = re.compile(
+    r"^PROVIDER_ROUTER_(SERVICE_(HOST|PORT\w*)|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$")
 SECTIONS = ("server", "logging", "state", "auth", "connectors", "metrics", "routing",
             "resilience", "autoregister")
 DEFAULT_REGISTRY_FILE = "~/.local/state/provider-router/registry.json"

@@ -121,7 +121,7 @@ class AsyncRouterClient:
 
     async def close(self) -> None:
         """Close the channel."""
-        await self._channel.close()
+        await self._channel.close(None)
 
     async def route(self, request: pb.RouteRequest, timeout: float | None = None
                     ) -> pb.RouteResponse:

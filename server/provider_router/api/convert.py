@@ -57,14 +57,14 @@ ROLES: dict[int, d.Role] = {
     pb.ROLE_ASSISTANT: d.Role.ASSISTANT,
     pb.ROLE_TOOL: d.Role.TOOL,
 }
-FINISH_REASONS: dict[d.FinishReason, int] = {
+FINISH_REASONS: dict[d.FinishReason, pb.FinishReason.ValueType] = {
     d.FinishReason.STOP: pb.FINISH_REASON_STOP,
     d.FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
     d.FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
     d.FinishReason.CONTENT_FILTER: pb.FINISH_REASON_CONTENT_FILTER,
     d.FinishReason.ERROR: pb.FINISH_REASON_ERROR,
 }
-OUTCOMES: dict[d.AttemptOutcome, int] = {
+OUTCOMES: dict[d.AttemptOutcome, pb.AttemptOutcome.ValueType] = {
     d.AttemptOutcome.SUCCESS: pb.ATTEMPT_OUTCOME_SUCCESS,
     d.AttemptOutcome.PROVIDER_ERROR: pb.ATTEMPT_OUTCOME_PROVIDER_ERROR,
     d.AttemptOutcome.RATE_LIMITED: pb.ATTEMPT_OUTCOME_RATE_LIMITED,
@@ -76,7 +76,7 @@ OUTCOMES: dict[d.AttemptOutcome, int] = {
     d.AttemptOutcome.CANCELLED: pb.ATTEMPT_OUTCOME_CANCELLED,
     d.AttemptOutcome.CONNECTION_FAILED: pb.ATTEMPT_OUTCOME_CONNECTION_FAILED,
 }
-EXCLUSIONS: dict[d.ExclusionReason, int] = {
+EXCLUSIONS: dict[d.ExclusionReason, pb.ExclusionReason.ValueType] = {
     d.ExclusionReason.EXCLUDED_BY_CALLER: pb.EXCLUSION_REASON_EXCLUDED_BY_CALLER,
     d.ExclusionReason.DISABLED: pb.EXCLUSION_REASON_DISABLED,
     d.ExclusionReason.BREAKER_OPEN: pb.EXCLUSION_REASON_BREAKER_OPEN,
@@ -89,13 +89,13 @@ EXCLUSIONS: dict[d.ExclusionReason, int] = {
     d.ExclusionReason.UNHEALTHY: pb.EXCLUSION_REASON_UNHEALTHY,
     d.ExclusionReason.UNAVAILABLE: pb.EXCLUSION_REASON_UNAVAILABLE,
 }
-HEALTH: dict[d.HealthState, int] = {
+HEALTH: dict[d.HealthState, pb.HealthState.ValueType] = {
     d.HealthState.UNKNOWN: pb.HEALTH_STATE_UNSPECIFIED,
     d.HealthState.HEALTHY: pb.HEALTH_STATE_HEALTHY,
     d.HealthState.DEGRADED: pb.HEALTH_STATE_DEGRADED,
     d.HealthState.UNHEALTHY: pb.HEALTH_STATE_UNHEALTHY,
 }
-BREAKER: dict[d.BreakerState, int] = {
+BREAKER: dict[d.BreakerState, pb.BreakerState.ValueType] = {
     d.BreakerState.CLOSED: pb.BREAKER_STATE_CLOSED,
     d.BreakerState.OPEN: pb.BREAKER_STATE_OPEN,
     d.BreakerState.HALF_OPEN: pb.BREAKER_STATE_HALF_OPEN,
@@ -111,10 +111,12 @@ TOOL_CHOICES: dict[int, d.ToolChoiceMode] = {
     pb.TOOL_CHOICE_MODE_REQUIRED: d.ToolChoiceMode.REQUIRED,
     pb.TOOL_CHOICE_MODE_NAMED: d.ToolChoiceMode.NAMED,
 }
-STRATEGY_NUMBERS = {v: k for k, v in STRATEGIES.items()}
-KIND_NUMBERS = {v: k for k, v in KINDS.items()}
-CAPABILITY_NUMBERS = {v: k for k, v in CAPABILITIES.items()}
-ROLE_NUMBERS = {v: k for k, v in ROLES.items()}
+STRATEGY_NUMBERS: dict[d.Strategy, pb.Strategy.ValueType] = {
+    v: pb.Strategy.ValueType(k) for k, v in STRATEGIES.items()}
+KIND_NUMBERS: dict[d.ProviderKind, pb.ProviderKind.ValueType] = {
+    v: pb.ProviderKind.ValueType(k) for k, v in KINDS.items()}
+CAPABILITY_NUMBERS: dict[d.Capability, pb.Capability.ValueType] = {
+    v: pb.Capability.ValueType(k) for k, v in CAPABILITIES.items()}
 
 MAX_MESSAGES = 10_000
 
@@ -265,7 +267,8 @@ def _tools(tools: Sequence[pb.Tool], v: Violations) -> tuple[d.ToolDefinition, .
     for i, tool in enumerate(tools):
         if not tool.name:
             v.add(f"tools[{i}].name", "must not be empty")
-        result.append(d.ToolDefinition(tool.name, tool.description, struct_to_json(tool.parameters)))
+        schema = struct_to_json(tool.parameters)
+        result.append(d.ToolDefinition(tool.name, tool.description, schema))
     return tuple(result)
 
 
@@ -278,7 +281,8 @@ def _tool_choice(msg: pb.ToolChoice, present: bool, v: Violations) -> d.ToolChoi
     return d.ToolChoice(mode, msg.name) if mode is not None else None
 
 
-def _response_format(msg: pb.ResponseFormat, present: bool, v: Violations) -> d.ResponseFormat | None:
+def _response_format(msg: pb.ResponseFormat, present: bool, v: Violations
+                     ) -> d.ResponseFormat | None:
     if not present or msg.type == pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
         return None
     kind = v.enum(FORMATS, msg.type, "response_format.type", "response format")
@@ -487,7 +491,8 @@ def decision_to_proto(decision: d.RouteDecision) -> pb.RouteResponse:
             pb.CandidateReport(
                 provider=c.provider, model=c.model, eligible=c.eligible, rank=c.rank,
                 score=c.score, detail=c.detail,
-                exclusion_reason=EXCLUSIONS[c.exclusion] if c.exclusion else 0,
+                exclusion_reason=(EXCLUSIONS[c.exclusion] if c.exclusion
+                                  else pb.EXCLUSION_REASON_UNSPECIFIED),
             )
             for c in decision.candidates
         ],

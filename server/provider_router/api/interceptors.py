@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Self = TypeVar("Self")
+if TYPE_CHECKING:  # grpc's RpcMethodHandler is generic only in its type stubs
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
 SERVICE = "/provider_router.v1.RouterService/"
 ADMIN_METHODS = frozenset(SERVICE + m for m in ("Register", "Unregister", "UpdateMetrics"))
@@ -77,13 +79,12 @@ class Observer:
         self._done(method, started, grpc.StatusCode(_code(status.code)).name)
         await _abort(context, error, request_id)
 
-    def unary(self, method: str, handler: Callable[[Req, grpc.aio.ServicerContext[Req, Resp], str],
-                                                   Awaitable[Resp]]
-              ) -> Callable[[Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    def unary(self, method: str, handler: Callable[[Req, Context, str], Awaitable[Resp]]
+              ) -> Callable[[Req, Context], Awaitable[Resp]]:
         """Observe a unary handler that takes (request, context, request_id)."""
 
         @functools.wraps(handler)
-        async def wrapped(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        async def wrapped(request: Req, context: Context) -> Resp:
             started = time.perf_counter()
             request_id = _request_id(context)
             token = REQUEST_ID.set(request_id)
@@ -104,14 +105,12 @@ class Observer:
         return wrapped
 
     def stream(self, method: str,
-               handler: Callable[[Req, grpc.aio.ServicerContext[Req, Resp], str],
-                                 AsyncIterator[Resp]]
-               ) -> Callable[[Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+               handler: Callable[[Req, Context, str], AsyncIterator[Resp]]
+               ) -> Callable[[Req, Context], AsyncIterator[Resp]]:
         """Observe a server-streaming handler that takes (request, context, request_id)."""
 
         @functools.wraps(handler)
-        async def wrapped(request: Req, context: grpc.aio.ServicerContext[Req, Resp]
-                          ) -> AsyncIterator[Resp]:
+        async def wrapped(request: Req, context: Context) -> AsyncIterator[Resp]:
             started = time.perf_counter()
             request_id = _request_id(context)
             token = REQUEST_ID.set(request_id)
@@ -151,7 +150,7 @@ def _matches(presented: str, keys: Collection[str]) -> bool:
     return found
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """API-key auth: admin keys may call everything; client keys all but admin methods.
 
     With no keys configured at all the service is open (a local default); health and
@@ -164,9 +163,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         """Let the call through, or answer it with UNAUTHENTICATED / PERMISSION_DENIED."""
         method = handler_call_details.method
         if method.startswith(OPEN_PREFIXES) or not (self._client or self._admin):
@@ -184,7 +183,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
-def _deny(code: grpc.StatusCode, message: str, method: str) -> grpc.RpcMethodHandler:
+def _deny(code: grpc.StatusCode, message: str, method: str) -> grpc.RpcMethodHandler[Any, Any]:
     async def unary(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message)
 

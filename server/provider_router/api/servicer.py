@@ -63,18 +63,48 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     def __init__(self, router: RouterPort, observer: Observer, default_deadline_s: float) -> None:
         self._router = router
         self._default_deadline_s = default_deadline_s
-        # Bind the observed handlers once; grpc looks them up by name on this instance.
-        self.Route = observer.unary("Route", self._route)  # type: ignore[method-assign]
-        self.Chat = observer.unary("Chat", self._chat)  # type: ignore[method-assign]
-        self.StreamChat = observer.stream(  # type: ignore[method-assign]
-            "StreamChat", self._stream_chat)
-        self.Register = observer.unary("Register", self._register)  # type: ignore[method-assign]
-        self.Unregister = observer.unary(  # type: ignore[method-assign]
-            "Unregister", self._unregister)
-        self.UpdateMetrics = observer.unary(  # type: ignore[method-assign]
-            "UpdateMetrics", self._update_metrics)
-        self.ListProviders = observer.unary(  # type: ignore[method-assign]
-            "ListProviders", self._list_providers)
+        # Each RPC runs inside the observer (request id, metrics, error → status), bound once.
+        self._route_rpc = observer.unary("Route", self._route)
+        self._chat_rpc = observer.unary("Chat", self._chat)
+        self._stream_rpc = observer.stream("StreamChat", self._stream_chat)
+        self._register_rpc = observer.unary("Register", self._register)
+        self._unregister_rpc = observer.unary("Unregister", self._unregister)
+        self._metrics_rpc = observer.unary("UpdateMetrics", self._update_metrics)
+        self._list_rpc = observer.unary("ListProviders", self._list_providers)
+
+    async def Route(self, request: pb.RouteRequest, context: Context) -> pb.RouteResponse:
+        """Decide where a request would go."""
+        return await self._route_rpc(request, context)
+
+    async def Chat(self, request: pb.ChatRequest, context: Context) -> pb.ChatResponse:
+        """Route and complete."""
+        return await self._chat_rpc(request, context)
+
+    async def StreamChat(self, request: pb.StreamChatRequest, context: Context
+                         ) -> AsyncIterator[pb.StreamChatResponse]:
+        """Route and stream (an async generator: grpc.aio treats it as server streaming)."""
+        async for response in self._stream_rpc(request, context):
+            yield response
+
+    async def Register(self, request: pb.RegisterRequest, context: Context
+                       ) -> pb.RegisterResponse:
+        """Add or replace a provider."""
+        return await self._register_rpc(request, context)
+
+    async def Unregister(self, request: pb.UnregisterRequest, context: Context
+                         ) -> pb.UnregisterResponse:
+        """Remove a provider."""
+        return await self._unregister_rpc(request, context)
+
+    async def UpdateMetrics(self, request: pb.UpdateMetricsRequest, context: Context
+                            ) -> pb.UpdateMetricsResponse:
+        """Blend in external metrics."""
+        return await self._metrics_rpc(request, context)
+
+    async def ListProviders(self, request: pb.ListProvidersRequest, context: Context
+                            ) -> pb.ListProvidersResponse:
+        """Specs and live status."""
+        return await self._list_rpc(request, context)
 
     def _deadline(self, context: Context) -> Deadline:
         remaining = context.time_remaining()

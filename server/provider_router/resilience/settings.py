@@ -8,17 +8,17 @@ Keys (durations in seconds; every key overridable as PROVIDER_ROUTER_RESILIENCE_
 | breaker_window | 60 | failures older than this are forgotten |
 | breaker_reset_timeout | 30 | open → half-open (one trial call) after this |
 | breaker_per_model | false | one breaker per provider+model instead of per provider |
-| ramp | 30 | after a breaker closes, traffic share rises from ramp_floor to 1 over this (0 = off) |
+| ramp | 30 | after a breaker closes, share rises from ramp_floor to 1 over this (0 off) |
 | ramp_floor | 0.1 | the share right after closing |
 | retry_max_attempts | 3 | attempts on the same provider, first included |
 | retry_base, retry_factor, retry_cap | 0.1, 2, 5 | full-jitter exponential backoff |
 | rate_limit_floor | 0.5 | a 429 without Retry-After still waits this long |
 | max_retry_wait | 10 | a longer Retry-After moves on to the next candidate |
 | min_attempt | 0.5 | a retry needs this much deadline left after its delay |
-| attempt_reserve, attempt_floor | 2, 0.5 | per-attempt share of the deadline (see retry.attempt_timeout) |
-| error_pick | "most_severe" | which error to report when every candidate failed: first, last, most_severe |
-| content_policy_failover | false | a content-policy rejection tries the next candidate instead of failing |
-| wait_for_capacity | false | when every candidate is rate limited: wait within the deadline, or RESOURCE_EXHAUSTED |
+| attempt_reserve, attempt_floor | 2, 0.5 | per-attempt deadline share (retry.attempt_timeout) |
+| error_pick | "most_severe" | error reported when all failed: first, last, most_severe |
+| content_policy_failover | false | a content-policy rejection tries the next candidate |
+| wait_for_capacity | false | all rate limited: wait within the deadline, else RESOURCE_EXHAUSTED |
 | stream_recovery | "restart" | a stream broken mid-answer: continue (prefill), restart, or fail |
 | health_interval | 30 | seconds between active probes (0 = off) |
 | probe_timeout | 5 | a probe slower than this fails |

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
 from provider_router import domain as d
@@ -208,7 +208,7 @@ class Dispatcher:
 
     async def stream(self, spec: d.ProviderSpec, target: d.RouteTarget,
                      request: d.ChatRequest, deadline: Deadline, remaining: int, chain: Chain
-                     ) -> AsyncIterator[d.StreamEvent]:
+                     ) -> AsyncGenerator[d.StreamEvent, None]:
         """The target's stream. Ends after StreamFinish, or without one when it gave up
         before any delta (move on); raises BrokenStreamError when it broke after deltas."""
         if not await self.admit(spec, target, chain):
@@ -217,45 +217,64 @@ class Dispatcher:
         for index in itertools.count():
             if not self._concurrency_ok(spec, target, chain):
                 return
-            started = time.perf_counter()
-            progress = _Progress(started)
+            progress = _Progress(time.perf_counter())
+            attempt = self._stream_attempt(spec, target, provider_request,
+                                           self._attempt_deadline(deadline, spec, remaining),
+                                           chain, progress)
             try:
-                async with self._r.breakers.guard(target.provider, target.model):
-                    with self._in_flight(spec.name):
-                        async with self._pool.lease(spec) as connector:
-                            events = connector.stream(
-                                provider_request, self._attempt_deadline(deadline, spec, remaining))
-                            # aclosing: a cancelled caller closes the upstream request at once.
-                            async with contextlib.aclosing(events) as upstream:
-                                async for event in upstream:
-                                    progress.saw(event)
-                                    if isinstance(event, d.StreamFinish):
-                                        # Recorded before the router builds its end event.
-                                        self._succeeded(chain, target, started, progress.ttft_s())
-                                        yield event
-                                        break
-                                    yield event
+                async with contextlib.aclosing(attempt) as events:
+                    async for event in events:
+                        yield event
             except BreakerOpenError as error:
                 self._record(chain, _skip(target, error.reason, error.message))
                 await self._released(spec, chain)
                 return
             except ProviderError as error:
-                self._failed(chain, spec, target, started, error, broken=progress.deltas > 0)
-                if progress.deltas:
-                    raise BrokenStreamError(error, progress.deltas) from error
-                if self.stops_chain(error):
-                    raise
-                if not await self._retry_delay(index, error, deadline):
-                    return
-                continue
-            if progress.finished:
+                if await self._retry_stream(chain, spec, target, index, error, progress,
+                                            deadline):
+                    continue
                 return
-            # The connector ended without its finish event: never a clean end.
-            error = ProviderError(target.provider, "stream ended without a finish event")
-            self._failed(chain, spec, target, started, error, broken=progress.deltas > 0)
-            if progress.deltas:
-                raise BrokenStreamError(error, progress.deltas)
+            if not progress.finished:
+                self._cut(chain, spec, target, progress)
             return
+
+    async def _retry_stream(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
+                            index: int, error: ProviderError, progress: _Progress,
+                            deadline: Deadline) -> bool:
+        """Record a failed stream attempt; True to retry the same provider, False to move on.
+        Raises when deltas were already delivered or the request itself is at fault."""
+        self._failed(chain, spec, target, progress.started, error, broken=progress.deltas > 0)
+        if progress.deltas:
+            raise BrokenStreamError(error, progress.deltas) from error
+        if self.stops_chain(error):
+            raise error
+        return await self._retry_delay(index, error, deadline)
+
+    def _cut(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
+             progress: _Progress) -> None:
+        """The connector ended without its finish event: never a clean end."""
+        cut = ProviderError(target.provider, "stream ended without a finish event")
+        self._failed(chain, spec, target, progress.started, cut, broken=progress.deltas > 0)
+        if progress.deltas:
+            raise BrokenStreamError(cut, progress.deltas)
+
+    async def _stream_attempt(self, spec: d.ProviderSpec, target: d.RouteTarget,
+                              request: d.ProviderRequest, deadline: Deadline, chain: Chain,
+                              progress: _Progress) -> AsyncGenerator[d.StreamEvent, None]:
+        """One attempt inside the breaker; records success when the finish event arrives."""
+        async with self._r.breakers.guard(target.provider, target.model):
+            with self._in_flight(spec.name):
+                async with self._pool.lease(spec) as connector, \
+                        contextlib.aclosing(connector.stream(request, deadline)) as events:
+                    # aclosing: a cancelled caller closes the upstream request at once.
+                    async for event in events:
+                        progress.saw(event)
+                        if isinstance(event, d.StreamFinish):
+                            # Recorded before the router builds its end event.
+                            self._succeeded(chain, target, progress.started, progress.ttft_s())
+                            yield event
+                            return
+                        yield event
 
 
 class _Progress:

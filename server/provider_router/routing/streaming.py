@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
 
 from provider_router import domain as d
@@ -83,7 +83,7 @@ class StreamChain:
 
     async def run(self, request: d.ChatRequest, targets: tuple[d.RouteTarget, ...],
                   run: StreamRun, deadline: Deadline, cost: CostFn
-                  ) -> AsyncIterator[d.RouterStreamEvent]:
+                  ) -> AsyncGenerator[d.RouterStreamEvent, None]:
         """Yield router stream events until the answer is complete, or raise."""
         current = request
         index = 0
@@ -109,14 +109,14 @@ class StreamChain:
             except BrokenStreamError as broken:
                 current = self._recover(request, run, targets, index, broken)
             index += 1
-        broken = self._unfinished(run)
-        if broken is not None:
-            raise broken
+        unfinished = self._unfinished(run)
+        if unfinished is not None:
+            raise unfinished
 
     async def _attempt(self, spec: d.ProviderSpec, target: d.RouteTarget,
                        request: d.ChatRequest, targets: tuple[d.RouteTarget, ...], index: int,
                        run: StreamRun, deadline: Deadline, cost: CostFn
-                       ) -> AsyncIterator[d.RouterStreamEvent]:
+                       ) -> AsyncGenerator[d.RouterStreamEvent, None]:
         remaining = len(targets) - index - 1
         events = self._dispatcher.stream(spec, target, request, deadline, remaining, run.chain)
         async with contextlib.aclosing(events) as upstream:
