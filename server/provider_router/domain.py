@@ -230,7 +230,8 @@ class ProviderSpec:
     timeouts: ProviderTimeouts = ProviderTimeouts()
     labels: tuple[str, ...] = ()
     enabled: bool = True
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # Extra headers may carry credentials (e.g. Azure's api-key): kept out of reprs.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     command: CommandOptions | None = None
     mock: MockOptions | None = None
 

@@ -51,6 +51,9 @@ def availability(spec: ProviderSpec, env: Mapping[str, str]) -> tuple[bool, str]
     """(True, "") if the provider can be called from this host, else (False, a hint)."""
     if spec.kind is ProviderKind.COMMAND:
         return command.availability(spec, env)
-    if spec.kind in KEY_REQUIRED and resolve_api_key(spec, env) is None:
+    # A key is required by the big providers, and by any spec that names a key variable:
+    # calling an OpenAI-compatible server without the key it was given would only earn 401s.
+    needs_key = spec.kind in KEY_REQUIRED or bool(spec.api_key_env)
+    if needs_key and resolve_api_key(spec, env) is None:
         return False, missing_key_hint(spec)
     return True, ""
