@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provider_router.domain import Attempt, AttemptOutcome
+from provider_router.domain import Attempt, AttemptOutcome, ExclusionReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,16 @@ class UnavailableError(RouterError):
     def __init__(self, message: str, attempts: tuple[Attempt, ...] = ()) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class NoCandidateError(UnavailableError):
+    """The planner found no eligible candidate; says why each one was excluded."""
+
+    def __init__(self, message: str,
+                 exclusions: tuple[tuple[str, str, ExclusionReason], ...] = ()) -> None:
+        super().__init__(message)
+        # (provider, model, reason) per excluded candidate.
+        self.exclusions = exclusions
 
 
 class StreamBrokenError(UnavailableError):

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 
 Json = dict[str, Any]
+_FOREVER = 10**9
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,10 @@ class Fault:
     first_chunk_delay: float = 0.0
     chunk_delay: float = 0.0
     stall_after: int | None = None  # stop after N frames, keep the socket open
-    cut_after: int | None = None  # end the body cleanly after N frames
-    reset_after: int | None = None  # abort the TCP connection after N frames
+    # End the body cleanly after N frames / abort the TCP connection after N frames; a unary
+    # answer stops halfway through its JSON body instead.
+    cut_after: int | None = None
+    reset_after: int | None = None
     reset_before_headers: bool = False
     malformed_at: int | None = None  # a broken JSON frame before frame N
     error_event_at: int | None = None  # the protocol's in-stream error before frame N
@@ -75,6 +79,7 @@ class Recorded:
     headers: dict[str, str]  # lower-cased names
     body: Json | None
     peer_port: int = 0  # the client's port: equal ports mean a reused connection
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,15 @@ class FakeUpstream:
         """Queue a fault for the next request(s)."""
         self._faults.append(fault)
 
+    def down(self, fault: Fault | None = None) -> None:
+        """Apply `fault` (default: HTTP 503) to every request until `recover()`."""
+        self._faults.clear()
+        self._faults.append(replace(fault or Fault(status=503), times=_FOREVER))
+
+    def recover(self) -> None:
+        """Drop every queued fault: from now on the fake answers normally."""
+        self._faults.clear()
+
     def chat_requests(self) -> list[Recorded]:
         """The recorded chat (non-probe) requests."""
         return [r for r in self.requests if r.method == "POST"]
@@ -172,7 +186,7 @@ class FakeUpstream:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(Recorded(request.method, request.path, request.query_string,
                                       {k.lower(): v for k, v in request.headers.items()}, body,
-                                      peer[1] if peer else 0))
+                                      peer[1] if peer else 0, time.monotonic()))
         return body
 
     def next_fault(self) -> Fault:
@@ -203,11 +217,29 @@ class FakeUpstream:
             return web.Response(status=fault.status, text=payload, headers=fault.headers,
                                 content_type="application/json")
         if not stream:
+            if fault.cut_after is not None or fault.reset_after is not None:
+                return await self._broken_unary(request, self.unary(body, model), fault)
             return self._json(200, self.unary(body, model), fault.headers)
         return await self._stream(request, body, model, fault)
 
     def _json(self, status: int, payload: Json, headers: dict[str, str]) -> web.Response:
         return web.json_response(payload, status=status, headers=headers)
+
+    async def _broken_unary(self, request: web.Request, payload: Json,
+                            fault: Fault) -> web.StreamResponse:
+        """A 200 whose JSON body stops halfway: a clean end (cut) or a TCP reset."""
+        data = json.dumps(payload).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if fault.reset_after is not None:
+            response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        if fault.reset_after is not None:
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
 
     async def _stream(self, request: web.Request, body: Json, model: str,
                       fault: Fault) -> web.StreamResponse:

@@ -14,6 +14,10 @@ from grpc_health.v1 import health_pb2_grpc
 from provider_router.app import App, create_app
 from provider_router.config import load_config
 from provider_router.v1 import router_pb2_grpc
+from tests.fakes.anthropic_fake import AnthropicFake
+from tests.fakes.base import FakeUpstream
+from tests.fakes.harness import KEY
+from tests.fakes.openai_fake import OpenAIFake
 
 
 @dataclass
@@ -65,3 +69,22 @@ async def start_router(tmp_path: Path) -> AsyncIterator[StartRouter]:
     for router in running:
         await router.channel.close()
         await router.app.shutdown(drain_delay_s=0, grace_s=0)
+
+
+Fakes = Callable[..., Awaitable[FakeUpstream]]
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[Fakes]:
+    """fakes(kind="openai" | "anthropic") → a started fake upstream requiring the test key."""
+    started: list[FakeUpstream] = []
+
+    async def start(kind: str = "openai") -> FakeUpstream:
+        cls = AnthropicFake if kind == "anthropic" else OpenAIFake
+        fake = await cls(required_key=KEY).start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        await fake.close()

@@ -123,7 +123,7 @@ class HttpClient:
             delivered = 0
             interrupted = ""
             while not decoder.done and not interrupted:
-                chunk, interrupted = await self._next_chunk(response, clock)
+                chunk, interrupted = await self._next_chunk(response, clock, decoder)
                 if not chunk:
                     break
                 for event in decoder.feed(chunk):
@@ -195,12 +195,19 @@ class HttpClient:
                 self._provider, f"connection lost while reading HTTP {response.status} body "
                 f"({type(exc).__name__})", status_code=response.status) from exc
 
-    async def _next_chunk(self, response: aiohttp.ClientResponse,
-                          clock: PhaseClock) -> tuple[bytes, str]:
+    async def _next_chunk(self, response: aiohttp.ClientResponse, clock: PhaseClock,
+                          decoder: StreamDecoder) -> tuple[bytes, str]:
         try:
             return await clock.wait(response.content.readany()), ""
         except _TRANSPORT_ERRORS as exc:
             return b"", type(exc).__name__
+        except ProviderTimeoutError:
+            # The provider sent its finish reason (and usage) but neither its terminator nor
+            # the end of the body: the answer is complete, so silence ends it like an EOF
+            # would, instead of breaking a finished answer.
+            if decoder.finish() is None:
+                raise
+            return b"", "no terminator after the finish reason"
 
     async def _drained(self, response: aiohttp.ClientResponse) -> bool:
         try:

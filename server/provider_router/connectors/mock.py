@@ -4,7 +4,8 @@ It echoes the last user message (or `mock.reply`) prefixed with "[mock] ", split
 `mock.chunk_count` chunks with `mock.latency` seconds before each, honouring the same
 phase timeouts and deadline as a real provider. `mock.fail_status` makes every call fail
 the way an OpenAI-style provider answering that HTTP status would. When the caller
-requires a tool (tool_choice required or named), it calls that tool with `{}`.
+requires a tool (tool_choice required or named), it calls that tool with `{}`. Given a
+final assistant message that its answer starts with (a prefill), it continues from there.
 It never touches the network; usage is estimated.
 """
 
@@ -46,6 +47,17 @@ def reply_text(options: MockOptions, chat: ChatRequest) -> str:
         return MOCK_PREFIX + options.reply
     last_user = next((m.text() for m in reversed(chat.messages) if m.role is Role.USER), "")
     return MOCK_PREFIX + last_user
+
+
+def continuation(reply: str, chat: ChatRequest) -> str:
+    """What is left of `reply` after a final assistant message it starts with (a prefill):
+    the mock continues its own answer as prefill-accepting APIs do, instead of answering
+    again. Without such a prefill, the whole reply."""
+    last = chat.messages[-1] if chat.messages else None
+    if last is None or last.role is not Role.ASSISTANT:
+        return reply
+    prefill = last.text()
+    return reply[len(prefill):] if prefill and reply.startswith(prefill) else reply
 
 
 def split_chunks(reply: str, count: int) -> list[str]:
@@ -108,8 +120,8 @@ class MockConnector:
             yield ToolCallDelta(0, "call_mock_0", tool, dumps({}))
             yield self._finish(request, tool + "{}", FinishReason.TOOL_CALLS)
             return
-        reply = reply_text(options, request.chat)
-        for chunk in split_chunks(reply, options.chunk_count):
+        reply = continuation(reply_text(options, request.chat), request.chat)
+        for chunk in split_chunks(reply, options.chunk_count) if reply else ():
             await clock.sleep(options.latency)
             clock.saw_delta()
             yield TextDelta(chunk)

@@ -65,6 +65,12 @@ def _skip(target: d.RouteTarget, reason: str, error: str = "") -> d.Attempt:
                      error=error, reason=reason)
 
 
+def _carry_attempts(error: ProviderError, chain: Chain) -> None:
+    """Give an error that ends the request as it is every attempt made so far, so its status
+    details list them as for any other failed chain."""
+    error.attempts = tuple(chain.attempts)
+
+
 class Dispatcher:
     """Runs the attempts against one target for Chat and StreamChat."""
 
@@ -140,6 +146,18 @@ class Dispatcher:
             return False
         return True
 
+    async def _admitted(self, spec: d.ProviderSpec, target: d.RouteTarget, chain: Chain
+                        ) -> bool:
+        """Rate-limit capacity, then a concurrency slot, for one attempt: every retry is a
+        request the provider sees, so each one takes its own token."""
+        if not await self.admit(spec, target, chain):
+            return False
+        # No await between this check and the in-flight increment: the slot is ours.
+        if self._concurrency_ok(spec, target, chain):
+            return True
+        await self._released(spec, chain)
+        return False
+
     def stops_chain(self, error: ProviderError) -> bool:
         """Whether an error ends the whole request: the request itself is at fault."""
         if isinstance(error, ContextLengthError):
@@ -171,11 +189,9 @@ class Dispatcher:
     async def chat(self, spec: d.ProviderSpec, target: d.RouteTarget, request: d.ChatRequest,
                    deadline: Deadline, remaining: int, chain: Chain) -> d.ChatResult | None:
         """The target's answer, or None to move on; raises errors that end the request."""
-        if not await self.admit(spec, target, chain):
-            return None
         provider_request = d.ProviderRequest(request, target.model)
         for index in itertools.count():
-            if not self._concurrency_ok(spec, target, chain):
+            if not await self._admitted(spec, target, chain):
                 return None
             started = time.perf_counter()
             try:
@@ -191,6 +207,7 @@ class Dispatcher:
             except ProviderError as error:
                 self._failed(chain, spec, target, started, error)
                 if self.stops_chain(error):
+                    _carry_attempts(error, chain)
                     raise
                 if not await self._retry_delay(index, error, deadline):
                     return None
@@ -211,11 +228,9 @@ class Dispatcher:
                      ) -> AsyncGenerator[d.StreamEvent, None]:
         """The target's stream. Ends after StreamFinish, or without one when it gave up
         before any delta (move on); raises BrokenStreamError when it broke after deltas."""
-        if not await self.admit(spec, target, chain):
-            return
         provider_request = d.ProviderRequest(request, target.model)
         for index in itertools.count():
-            if not self._concurrency_ok(spec, target, chain):
+            if not await self._admitted(spec, target, chain):
                 return
             progress = _Progress(time.perf_counter())
             attempt = self._stream_attempt(spec, target, provider_request,
@@ -247,6 +262,7 @@ class Dispatcher:
         if progress.deltas:
             raise BrokenStreamError(error, progress.deltas) from error
         if self.stops_chain(error):
+            _carry_attempts(error, chain)
             raise error
         return await self._retry_delay(index, error, deadline)
 

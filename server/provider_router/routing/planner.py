@@ -31,7 +31,7 @@ from provider_router.domain import (
     RouteTarget,
     Strategy,
 )
-from provider_router.errors import UnavailableError
+from provider_router.errors import NoCandidateError
 from provider_router.routing.candidates import (
     Candidate,
     CandidateFilter,
@@ -74,7 +74,8 @@ class Planner:
         report per candidate is most of a decision's cost when a model has many providers.
 
         Raises UnknownModelError when the model resolves to nothing and there is no default,
-        and UnavailableError, naming every exclusion, when no candidate is eligible.
+        and NoCandidateError (an UnavailableError), naming every exclusion, when no
+        candidate is eligible.
         """
         snapshot = self._registry.snapshot()
         resolution = resolve_model(snapshot, self._settings, request.routing.model)
@@ -235,9 +236,11 @@ class _Decision:
         prefer = self.request.routing.prefer_providers
         ordered = (_prefer(first, prefer) + _prefer(rest, prefer)) if prefer else first + rest
         if not ordered:
-            raise UnavailableError(f"no provider can serve {self.resolution.name!r}: "
+            raise NoCandidateError(f"no provider can serve {self.resolution.name!r}: "
                                    f"{self.why_not(self.resolution.candidates)}"
-                                   + "".join(f" ({n})" for n in self.notes))
+                                   + "".join(f" ({n})" for n in self.notes),
+                                   tuple((provider, model, verdict[0]) for (provider, model),
+                                         verdict in self.verdicts.items() if verdict))
         reports: tuple[CandidateReport, ...] = ()
         if self.explain:
             reports = (*[CandidateReport(c.spec.name, c.target.model, True, rank, score, None,

@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 
 from provider_router import domain as d
 from provider_router.connectors.factory import resolve_api_key
-from provider_router.errors import DeadlineExceededError, InvalidRequestError
+from provider_router.errors import (
+    DeadlineExceededError,
+    InvalidRequestError,
+    NoCandidateError,
+    RateLimitedError,
+)
 from provider_router.resilience.deadline import Deadline
 from provider_router.routing.dispatch import Chain, Dispatcher, Resilience
 from provider_router.routing.outcome import chain_failure
@@ -79,10 +84,39 @@ class Router:
         completion = expected_completion_tokens(request.params, 256)
         return Chain(tokens=estimate_prompt_tokens(request.messages) + completion)
 
+    async def _decide(self, request: d.ChatRequest, deadline: Deadline) -> d.RouteDecision:
+        """The planner's decision for a call. When rate limits (beside open breakers) are all
+        that exclude every candidate, that is RESOURCE_EXHAUSTED with the wait until the
+        first has room again, or, with wait_for_capacity, a wait for it within the deadline."""
+        while True:
+            try:
+                return self._planner.decide(request, explain=False)
+            except NoCandidateError as error:
+                wait = self._capacity_wait(error)
+                if wait is None:
+                    raise
+                if not self._r.settings.wait_for_capacity or wait >= deadline.remaining():
+                    raise RateLimitedError(f"every candidate is rate limited; {error.message}",
+                                           wait) from None
+                await asyncio.sleep(wait)
+
+    def _capacity_wait(self, error: NoCandidateError) -> float | None:
+        """Seconds until a rate-limited candidate has room, if only limits stand in the way."""
+        providers = self._registry.snapshot().providers
+        waits: list[float] = []
+        for provider, _, reason in error.exclusions:
+            spec = providers.get(provider)
+            if reason is d.ExclusionReason.BREAKER_OPEN:
+                continue  # it does not serve either way; the limited ones decide
+            if reason is not d.ExclusionReason.RATE_LIMITED or spec is None:
+                return None
+            waits.append(self._r.limiter.wait_s(spec))
+        return min(waits) if waits else None
+
     async def chat(self, request: d.ChatRequest, deadline: Deadline) -> d.ChatResponse:
         """Route and complete, failing over along the chain within the deadline."""
         started = time.perf_counter()
-        decision = self._planner.decide(request, explain=False)
+        decision = await self._decide(request, deadline)
         chain = self._chain(request)
         targets = self._targets(decision)
         for rounds in range(2):
@@ -119,12 +153,19 @@ class Router:
     async def stream(self, request: d.ChatRequest, deadline: Deadline
                      ) -> AsyncIterator[d.RouterStreamEvent]:
         """Route and stream; see routing/streaming.py for the recovery rules."""
-        decision = self._planner.decide(request, explain=False)
+        decision = await self._decide(request, deadline)
         run = StreamRun(time.perf_counter(), decision, self._chain(request))
-        events = self._streams.run(request, self._targets(decision), run, deadline, _cost)
-        async with contextlib.aclosing(events) as stream:
-            async for event in stream:
-                yield event
+        targets = self._targets(decision)
+        for rounds in range(2):
+            events = self._streams.run(request, targets, run, deadline, _cost)
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
+                    yield event
+            # As for chat: once more after waiting, when local limits were all that stood
+            # in the way (nothing reached the caller then).
+            if run.finished or run.started or rounds or not await self._waited_for_capacity(
+                    run.chain, deadline):
+                break
         if not run.finished:
             raise chain_failure(run.chain, deadline, self._r.settings.error_pick)
 

@@ -4,7 +4,8 @@ Before the first delta reaches the caller the chain fails over freely. After tha
 stream is handled by the configured policy (`[resilience] stream_recovery`):
 
 - `continue`: the next candidate that accepts an assistant prefill continues from the partial
-  answer, seamlessly (no restart event); if it rejects the prefill, it restarts instead;
+  answer, seamlessly (no restart event); a candidate that cannot (its API takes no prefill,
+  the answer broke inside a tool call, or it rejects the prefill) restarts instead;
 - `restart`: a `restart` event tells the caller to discard what it has, and the next
   candidate streams the whole answer;
 - `fail`: the stream ends with UNAVAILABLE saying how many deltas were delivered.
@@ -85,7 +86,6 @@ class StreamChain:
                   run: StreamRun, deadline: Deadline, cost: CostFn
                   ) -> AsyncGenerator[d.RouterStreamEvent, None]:
         """Yield router stream events until the answer is complete, or raise."""
-        current = request
         index = 0
         while index < len(targets) and not run.finished:
             target = targets[index]
@@ -95,6 +95,7 @@ class StreamChain:
                 continue
             if deadline.expired():
                 raise DeadlineExceededError(attempts=tuple(run.chain.attempts))
+            current = self._request_for(request, spec, run)
             try:
                 async for event in self._attempt(spec, target, current, targets, index, run,
                                                  deadline, cost):
@@ -104,10 +105,9 @@ class StreamChain:
                     raise
                 # The fallback refused the prefill: restart on the same target instead.
                 run.restart_reason = f"{run.broken_at}; {target.provider} refused continuation"
-                current = request
                 continue
             except BrokenStreamError as broken:
-                current = self._recover(request, run, targets, index, broken)
+                self._recover(run, targets, index, broken)
             index += 1
         unfinished = self._unfinished(run)
         if unfinished is not None:
@@ -154,19 +154,32 @@ class StreamChain:
             attempts=tuple(run.chain.attempts), latency_s=now - run.started_at,
             time_to_first_token_s=(run.first_delta_at or now) - run.started_at)
 
-    def _recover(self, request: d.ChatRequest, run: StreamRun,
-                 targets: tuple[d.RouteTarget, ...], index: int,
-                 broken: BrokenStreamError) -> d.ChatRequest:
+    def _recover(self, run: StreamRun, targets: tuple[d.RouteTarget, ...], index: int,
+                 broken: BrokenStreamError) -> None:
+        """Note a stream broken mid-answer; raise unless the policy lets a later target
+        take over (how it does is decided per target, by `_request_for`)."""
         target = targets[index]
         run.broken_at = (f"{target.provider}/{target.model} broke after {broken.delivered} "
                          f"deltas: {broken.error.reason}")
         if self._policy == "fail" or index + 1 >= len(targets):
             raise StreamBrokenError(f"stream broken mid-answer: {run.broken_at}", run.delivered,
                                     tuple(run.chain.attempts)) from broken
-        nxt = self._specs(targets[index + 1].provider)
-        can_continue = (self._policy == "continue" and not run.partial_has_tools
-                        and nxt is not None and nxt.kind in PREFILL_KINDS)
-        if can_continue:
+
+    def _request_for(self, request: d.ChatRequest, spec: d.ProviderSpec,
+                     run: StreamRun) -> d.ChatRequest:
+        """What to send the next target: the request itself, or, while the caller holds part
+        of a broken answer, the partial answer as a prefill when the policy is `continue` and
+        this target's API continues it. Any other target restarts the answer.
+
+        Decided per target, not at the break: if the target that could continue fails too,
+        the next one may not be able to, and appending its whole answer to the partial one
+        would be a garbled answer ending with OK.
+        """
+        holding = bool(run.partial) or run.partial_has_tools
+        if not run.broken_at or run.restart_reason or not holding:
+            return request  # nothing to recover, or a restart is already announced
+        if (self._policy == "continue" and not run.partial_has_tools
+                and spec.kind in PREFILL_KINDS):
             return with_prefill(request, "".join(run.partial))
         run.restart_reason = run.broken_at
         return request

@@ -165,6 +165,35 @@ async def test_missing_terminator_after_finish_reason(upstream: Upstream,
             await run(connector, kind)
 
 
+async def test_silence_after_the_finish_reason_finalizes_at_the_idle_timeout(
+        upstream: Upstream, connect: MakeConnector) -> None:
+    # Everything but the terminator arrived, then the socket idles (no end of the body).
+    kind, fake = upstream
+    frames, _ = fake.frames({"stream_options": {"include_usage": True}}, MODELS[kind])
+    fake.fail(Fault(stall_after=len(frames)))
+    connector = connect(http_spec(kind, fake), settings(idle=0.2))
+    if kind not in (ProviderKind.OPENAI, ProviderKind.ANTHROPIC):
+        # Gemini and Ollama say "finished" only in their last chunk: nothing to finalize.
+        with pytest.raises(ProviderTimeoutError, match="idle"):
+            await run(connector, kind)
+        return
+    events = await run(connector, kind)
+    assert text_of(events) == "Hello, world!"
+    final = events[-1]
+    assert isinstance(final, StreamFinish) and final.finish_reason is FinishReason.STOP
+    assert final.usage.completion_tokens == 5
+    assert await disconnected(fake)  # the idle connection is dropped, not pooled
+
+
+async def test_silence_before_the_finish_reason_is_an_idle_timeout(
+        upstream: Upstream, connect: MakeConnector) -> None:
+    kind, fake = upstream
+    fake.fail(Fault(stall_after=2))
+    connector = connect(http_spec(kind, fake), settings(first_token=0.2, idle=0.2))
+    with pytest.raises(ProviderTimeoutError, match=r"(idle|first_token) timeout"):
+        await run(connector, kind)
+
+
 async def test_reset_mid_stream_raises(upstream: Upstream, connect: MakeConnector) -> None:
     kind, fake = upstream
     fake.fail(Fault(reset_after=2))

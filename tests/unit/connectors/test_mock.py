@@ -63,6 +63,29 @@ async def test_configured_reply(connect: MakeConnector) -> None:
     assert result.text == "[mock] fixed answer"
 
 
+async def test_a_prefill_of_its_own_answer_is_continued_not_answered_again(
+        connect: MakeConnector) -> None:
+    connector = connect(mock_spec(reply="Hello, world!", chunk_count=2))
+    messages = (ChatMessage(Role.USER, "hi"), ChatMessage(Role.ASSISTANT, "[mock] Hello"))
+    events = [e async for e in connector.stream(request(messages=messages), Deadline.after(5))]
+    assert [e.text for e in events if isinstance(e, TextDelta)] == [", wo", "rld!"]
+    assert isinstance(events[-1], StreamFinish)
+    assert mock.continuation("[mock] ab", request(messages=(
+        ChatMessage(Role.USER, "hi"), ChatMessage(Role.ASSISTANT, "[mock] ab"))).chat) == ""
+    # A prefill it does not start with, or none at all: the whole answer.
+    other = (ChatMessage(Role.USER, "hi"), ChatMessage(Role.ASSISTANT, "Bonjour"))
+    assert mock.continuation("[mock] x", request(messages=other).chat) == "[mock] x"
+    assert mock.continuation("[mock] x", request("hi").chat) == "[mock] x"
+
+
+async def test_a_prefill_of_the_whole_answer_finishes_without_deltas(
+        connect: MakeConnector) -> None:
+    connector = connect(mock_spec(reply="done"))
+    messages = (ChatMessage(Role.USER, "hi"), ChatMessage(Role.ASSISTANT, "[mock] done"))
+    events = [e async for e in connector.stream(request(messages=messages), Deadline.after(5))]
+    assert len(events) == 1 and isinstance(events[0], StreamFinish)
+
+
 @pytest.mark.parametrize(("status", "cls"), [
     (429, ProviderRateLimitError), (500, ProviderServerError), (503, ProviderServerError),
     (401, ProviderAuthError)])
