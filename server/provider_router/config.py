@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provider_router.config_values import Table, as_table, boolean, choice, number, text
+from provider_router.config_values import (
+    Table,
+    as_table,
+    boolean,
+    choice,
+    number,
+    string_list,
+    text,
+)
 from provider_router.connectors.factory import ConnectorSettings
 from provider_router.domain import ProviderSpec, ProviderTimeouts
 from provider_router.errors import ConfigError
@@ -72,6 +80,8 @@ class AuthSettings:
 
     client_keys_env: str = "PROVIDER_ROUTER_CLIENT_KEYS"
     admin_keys_env: str = "PROVIDER_ROUTER_ADMIN_KEYS"
+    # Env vars a runtime Register may name as api_key_env (globs); see routing/key_policy.py.
+    register_key_envs: tuple[str, ...] = ("*_API_KEY",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +231,10 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
     default_auth = AuthSettings()
     auth = AuthSettings(
         client_keys_env=text(auth_t, "client_keys_env", default_auth.client_keys_env),
-        admin_keys_env=text(auth_t, "admin_keys_env", default_auth.admin_keys_env))
+        admin_keys_env=text(auth_t, "admin_keys_env", default_auth.admin_keys_env),
+        register_key_envs=(string_list(auth_t, "register_key_envs")
+                           if auth_t.values.get("register_key_envs") is not None
+                           else default_auth.register_key_envs))
     auth_t.done()
     metrics_t = as_table(raw, "metrics")
     metrics = MetricsSettings(

@@ -25,6 +25,7 @@ from provider_router.errors import (
 )
 from provider_router.resilience.deadline import Deadline
 from provider_router.routing.dispatch import Chain, Dispatcher, Resilience
+from provider_router.routing.key_policy import KeyReferencePolicy
 from provider_router.routing.outcome import chain_failure
 from provider_router.routing.planner import Planner
 from provider_router.routing.pool import ConnectorPool
@@ -46,8 +47,9 @@ class Router:
 
     def __init__(self, registry: Registry, planner: Planner, pool: ConnectorPool,
                  resilience: Resilience, status: ProviderStatusView, metrics: Metrics,
-                 env: Mapping[str, str]) -> None:
+                 env: Mapping[str, str], key_policy: KeyReferencePolicy | None = None) -> None:
         self._registry = registry
+        self._key_policy = key_policy or KeyReferencePolicy(("*_API_KEY",), ())
         self._planner = planner
         self._pool = pool
         self._r = resilience
@@ -173,6 +175,9 @@ class Router:
 
     async def register(self, spec: d.ProviderSpec, validate_only: bool) -> d.RegisterOutcome:
         """Add or replace a provider (or only validate it)."""
+        refused = self._key_policy.violations(spec)
+        if refused:
+            raise InvalidRequestError("provider spec refused", refused)
         if not validate_only:
             return await self._registry.register(spec)
         violations = validate_provider_spec(spec)
