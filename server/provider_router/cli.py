@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "0.0.0.0:50051)")
     serve.add_argument("--check", action="store_true",
                        help="validate the configuration and exit")
+    serve.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="N server processes on one port (SO_REUSEPORT), supervised by "
+                            "this one (default from config: server.workers, 1)")
 
     route = commands.add_parser("route", help="show where a request would go, and why")
     _add_client_options(route)
@@ -96,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -112,11 +125,21 @@ def _serve(args: argparse.Namespace) -> int:
         from provider_router.config import check_listen
 
         check_listen(args.listen)
+    workers = args.workers or config.server.workers
+    if workers > 1:
+        from provider_router.supervisor import check_workers
+
+        check_workers(config, args.listen, workers)
     if args.check:
         print(f"configuration OK ({config.source}, {len(config.providers)} providers)")
         return 0
     secrets = SecretIndex(env)
     setup_logging(config.logging.level, config.logging.format, secrets)
+    if workers > 1:
+        from provider_router.supervisor import plan, supervise
+
+        config_path = str(args.config) if args.config is not None else None
+        return _run(supervise(plan(config, env, config_path, args.listen, workers)))
     return _run(serve(config, env, secrets, args.listen))
 
 

@@ -45,3 +45,17 @@ def test_several_workers_need_a_fixed_port() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff_s(n) for n in (0, 1, 2, 3, 4)] == [0.0, 1.0, 2.0, 4.0, 8.0]
     assert backoff_s(50) == 30.0
+
+
+def test_the_cli_takes_a_positive_worker_count(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from provider_router.cli import build_parser, main
+
+    assert build_parser().parse_args(["serve", "--workers", "2"]).workers == 2
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--workers", bad])
+    config = tmp_path / "router.toml"
+    config.write_text('[server]\nlisten = "127.0.0.1:0"\n[state]\nregistry_file = "none"\n')
+    assert main(["serve", "--config", str(config), "--workers", "2", "--check"]) == 2
+    assert "fixed port" in capsys.readouterr().err
+    assert main(["serve", "--config", str(config), "--check"]) == 0

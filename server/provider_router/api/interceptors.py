@@ -1,8 +1,10 @@
 """What wraps every RPC: request id, auth (client or admin role), metrics, error → status.
 
-Auth is a grpc.aio server interceptor so it also guards methods added later. Request id,
-metrics and error mapping wrap the servicer's handlers directly (`observed_unary`,
-`observed_stream`): one wrapper instead of three interceptor layers keeps the hot path cheap.
+Auth is a grpc.aio server interceptor so it also guards methods added later; with no keys
+configured the service is open and the composition root installs no interceptor at all (a
+grpc.aio interceptor costs a coroutine per call). Request id, metrics and error mapping wrap
+the servicer's handlers directly (`Observer.unary`, `Observer.stream`): one wrapper instead
+of three interceptor layers, with its metric children looked up once per method.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
+from prometheus_client import Counter, Histogram
 
 from provider_router.api.status import internal_status, to_status
 from provider_router.errors import RouterError
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+E = TypeVar("E")
 if TYPE_CHECKING:  # grpc's RpcMethodHandler is generic only in its type stubs
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
@@ -38,11 +43,23 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
-def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
-            return value
-    return uuid.uuid4().hex
+class RequestIds:
+    """Request ids: the caller's `x-request-id`, else a new one.
+
+    New ids are a random per-process prefix and a counter (32 hex digits, like a UUID's):
+    unique across processes and restarts without a urandom call and a UUID per request.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(1)
+
+    def __call__(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The id of the call `context` belongs to."""
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
+                return value
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException,
@@ -64,6 +81,7 @@ class Observer:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.request_id = RequestIds()
 
     def _done(self, method: str, started: float, code: str) -> None:
         self.metrics.rpcs.labels(method, code).inc()
@@ -79,14 +97,20 @@ class Observer:
         self._done(method, started, grpc.StatusCode(_code(status.code)).name)
         await _abort(context, error, request_id)
 
+    def _bound(self, method: str) -> tuple[Counter, Histogram, RequestIds]:
+        """The method's success counter and latency histogram, looked up once."""
+        return (self.metrics.rpcs.labels(method, "OK"), self.metrics.rpc_seconds.labels(method),
+                self.request_id)
+
     def unary(self, method: str, handler: Callable[[Req, Context, str], Awaitable[Resp]]
               ) -> Callable[[Req, Context], Awaitable[Resp]]:
         """Observe a unary handler that takes (request, context, request_id)."""
+        ok, seconds, request_ids = self._bound(method)
 
         @functools.wraps(handler)
         async def wrapped(request: Req, context: Context) -> Resp:
             started = time.perf_counter()
-            request_id = _request_id(context)
+            request_id = request_ids(context)
             token = REQUEST_ID.set(request_id)
             try:
                 response = await handler(request, context, request_id)
@@ -99,24 +123,29 @@ class Observer:
             finally:
                 REQUEST_ID.reset(token)
             context.set_trailing_metadata((("x-request-id", request_id),))
-            self._done(method, started, "OK")
+            ok.inc()
+            seconds.observe(time.perf_counter() - started)
             return response
 
         return wrapped
 
-    def stream(self, method: str,
-               handler: Callable[[Req, Context, str], AsyncIterator[Resp]]
-               ) -> Callable[[Req, Context], AsyncIterator[Resp]]:
-        """Observe a server-streaming handler that takes (request, context, request_id)."""
+    def stream(self, method: str, open_events: Callable[[Req, Context], AsyncIterator[E]],
+               to_proto: Callable[[E, str], Resp]) -> Callable[[Req, Context], AsyncIterator[Resp]]:
+        """Observe a server-streaming RPC: `open_events(request, context)` gives the domain
+        events, each sent as `to_proto(event, request_id)`.
 
-        @functools.wraps(handler)
+        One async generator between gRPC and the router: every layer stacked here would
+        cost a resumption per message of every stream.
+        """
+        ok, seconds, request_ids = self._bound(method)
+
         async def wrapped(request: Req, context: Context) -> AsyncIterator[Resp]:
             started = time.perf_counter()
-            request_id = _request_id(context)
+            request_id = request_ids(context)
             token = REQUEST_ID.set(request_id)
             try:
-                async for item in handler(request, context, request_id):
-                    yield item
+                async for event in open_events(request, context):
+                    yield to_proto(event, request_id)
             except asyncio.CancelledError:
                 self._done(method, started, "CANCELLED")
                 raise
@@ -126,8 +155,10 @@ class Observer:
             finally:
                 REQUEST_ID.reset(token)
             context.set_trailing_metadata((("x-request-id", request_id),))
-            self._done(method, started, "OK")
+            ok.inc()
+            seconds.observe(time.perf_counter() - started)
 
+        wrapped.__name__ = wrapped.__qualname__ = method
         return wrapped
 
 
