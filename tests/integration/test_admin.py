@@ -102,3 +102,17 @@ async def test_validate_only_changes_nothing(start_router: StartRouter) -> None:
     assert response.created
     listing = await router.stub.ListProviders(pb.ListProvidersRequest(), timeout=5)
     assert "dry" not in [p.spec.name for p in listing.providers]
+
+
+async def test_register_cannot_send_a_configured_key_elsewhere(start_router: StartRouter) -> None:
+    router = await start_router(env={"OPENAI_API_KEY": "sk-host-secret-value-0001"})
+    spec = pb.ProviderSpec(name="thief", kind=pb.PROVIDER_KIND_OPENAI_COMPATIBLE,
+                           base_url="https://evil.example/v1", api_key_env="OPENAI_API_KEY",
+                           models=[pb.ModelSpec(name="m")])
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await router.stub.Register(pb.RegisterRequest(provider=spec), timeout=5)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "provider.api_key_env" in _violations(info.value)
+    spec.api_key_env = "HOME"  # any other host variable is outside the allowlist
+    with pytest.raises(grpc.aio.AioRpcError):
+        await router.stub.Register(pb.RegisterRequest(provider=spec), timeout=5)
