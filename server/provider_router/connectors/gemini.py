@@ -28,7 +28,7 @@ from provider_router.connectors.payload import (
     text,
     to_json_dict,
 )
-from provider_router.connectors.remote import RemoteConnector
+from provider_router.connectors.remote import RemoteConnector, WireProtocol
 from provider_router.connectors.settings import (
     ConnectorSettings,
     base_url,
@@ -337,24 +337,17 @@ class GeminiStreamState(StreamState):
         return events
 
 
+def _decoder(provider: str, request: ProviderRequest) -> StreamDecoder:
+    return SseDecoder(GeminiStreamState(provider, request))
+
+
+PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response, decoder=_decoder,
+                        probe_request=probe_request, map_error=map_error)
+"""This module's wire translation, as the shared HTTP connector uses it."""
+
+
 class GeminiConnector(RemoteConnector):
     """Google's Gemini API."""
 
     def __init__(self, spec: ProviderSpec, settings: ConnectorSettings) -> None:
-        super().__init__(spec, settings, map_error)
-
-    def build_call(self, request: ProviderRequest, *, stream: bool) -> HttpCall:
-        """The generateContent request."""
-        return to_request(request, self.spec, self.settings, stream=stream)
-
-    def decoder(self, request: ProviderRequest) -> StreamDecoder:
-        """An SSE decoder with Gemini stream state."""
-        return SseDecoder(GeminiStreamState(self.spec.name, request))
-
-    def parse(self, body: JsonValue, request: ProviderRequest) -> ChatResult:
-        """The normalized unary result."""
-        return from_response(self.spec.name, body, request)
-
-    def probe_call(self) -> HttpCall:
-        """GET /models."""
-        return probe_request(self.spec, self.settings)
+        super().__init__(spec, settings, PROTOCOL)

@@ -25,7 +25,7 @@ from provider_router.connectors.payload import (
     text,
     to_json_dict,
 )
-from provider_router.connectors.remote import RemoteConnector
+from provider_router.connectors.remote import RemoteConnector, WireProtocol
 from provider_router.connectors.settings import ConnectorSettings, base_url, resolve_api_key
 from provider_router.connectors.streaming import (
     NdjsonDecoder,
@@ -239,24 +239,17 @@ class OllamaStreamState(StreamState):
         return events
 
 
+def _decoder(provider: str, request: ProviderRequest) -> StreamDecoder:
+    return NdjsonDecoder(OllamaStreamState(provider, request))
+
+
+PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response, decoder=_decoder,
+                        probe_request=probe_request, map_error=map_error)
+"""This module's wire translation, as the shared HTTP connector uses it."""
+
+
 class OllamaConnector(RemoteConnector):
     """A local or remote Ollama server."""
 
     def __init__(self, spec: ProviderSpec, settings: ConnectorSettings) -> None:
-        super().__init__(spec, settings, map_error)
-
-    def build_call(self, request: ProviderRequest, *, stream: bool) -> HttpCall:
-        """The /api/chat request."""
-        return to_request(request, self.spec, self.settings, stream=stream)
-
-    def decoder(self, request: ProviderRequest) -> StreamDecoder:
-        """An NDJSON decoder with Ollama chunk state."""
-        return NdjsonDecoder(OllamaStreamState(self.spec.name, request))
-
-    def parse(self, body: JsonValue, request: ProviderRequest) -> ChatResult:
-        """The normalized unary result."""
-        return from_response(self.spec.name, body, request)
-
-    def probe_call(self) -> HttpCall:
-        """GET /api/tags."""
-        return probe_request(self.spec, self.settings)
+        super().__init__(spec, settings, PROTOCOL)

@@ -14,7 +14,7 @@ from provider_router.connectors.errormap import ErrorRule, map_with_table, parse
 from provider_router.connectors.http import HttpCall
 from provider_router.connectors.media import as_url
 from provider_router.connectors.payload import field, integer, items, obj, text, to_json_dict
-from provider_router.connectors.remote import RemoteConnector
+from provider_router.connectors.remote import RemoteConnector, WireProtocol
 from provider_router.connectors.settings import (
     KEY_REQUIRED,
     ConnectorSettings,
@@ -297,24 +297,17 @@ class OpenAIStreamState(StreamState):
         return events
 
 
+def _decoder(provider: str, request: ProviderRequest) -> StreamDecoder:
+    return SseDecoder(OpenAIStreamState(provider, request))
+
+
+PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response, decoder=_decoder,
+                        probe_request=probe_request, map_error=map_error)
+"""This module's wire translation, as the shared HTTP connector uses it."""
+
+
 class OpenAIConnector(RemoteConnector):
     """OpenAI and OpenAI-compatible providers."""
 
     def __init__(self, spec: ProviderSpec, settings: ConnectorSettings) -> None:
-        super().__init__(spec, settings, map_error)
-
-    def build_call(self, request: ProviderRequest, *, stream: bool) -> HttpCall:
-        """The Chat Completions request."""
-        return to_request(request, self.spec, self.settings, stream=stream)
-
-    def decoder(self, request: ProviderRequest) -> StreamDecoder:
-        """An SSE decoder with OpenAI chunk state."""
-        return SseDecoder(OpenAIStreamState(self.spec.name, request))
-
-    def parse(self, body: JsonValue, request: ProviderRequest) -> ChatResult:
-        """The normalized unary result."""
-        return from_response(self.spec.name, body, request)
-
-    def probe_call(self) -> HttpCall:
-        """GET /models."""
-        return probe_request(self.spec, self.settings)
+        super().__init__(spec, settings, PROTOCOL)

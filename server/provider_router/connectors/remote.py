@@ -1,13 +1,16 @@
 """The shared shape of a connector that speaks JSON over HTTP to a remote provider.
 
-Subclasses only translate (their module's pure `to_request`, `from_response` and stream
-state); pooling, timeouts, cancellation and error mapping live here and in http.py.
+A provider module declares its wire translation once, as a `WireProtocol` of its pure
+functions (`to_request`, `from_response`, a stream decoder, `probe_request`, `map_error`);
+pooling, timeouts, cancellation and error mapping live here and in http.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Protocol
 
 from provider_router.connectors.http import ErrorMapper, HttpCall, HttpClient
 from provider_router.connectors.settings import ConnectorSettings
@@ -28,31 +31,53 @@ from provider_router.resilience.deadline import Deadline
 _MAX_PROBE_S = 10.0
 
 
+class RequestBuilder(Protocol):
+    """A module's `to_request`: the HTTP call for one chat request."""
+
+    def __call__(self, request: ProviderRequest, spec: ProviderSpec,
+                 settings: ConnectorSettings, *, stream: bool = False) -> HttpCall:
+        """Build the call."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WireProtocol:
+    """One provider's wire translation, declared once per provider module."""
+
+    to_request: RequestBuilder
+    from_response: Callable[[str, JsonValue, ProviderRequest], ChatResult]
+    decoder: Callable[[str, ProviderRequest], StreamDecoder]
+    probe_request: Callable[[ProviderSpec, ConnectorSettings], HttpCall]
+    map_error: ErrorMapper
+
+
 class RemoteConnector:
-    """Base of the HTTP connectors; subclasses supply the wire translation."""
+    """An HTTP connector: pooling and timeouts here, translation from its WireProtocol."""
 
     def __init__(self, spec: ProviderSpec, settings: ConnectorSettings,
-                 map_error: ErrorMapper) -> None:
+                 protocol: WireProtocol) -> None:
         self.spec = spec
         self.settings = settings
+        self._protocol = protocol
         timeouts = PhaseTimeouts.resolve(spec.timeouts, settings.default_timeouts)
-        self._http = HttpClient(spec.name, timeouts, map_error, limit=spec.max_concurrent)
+        self._http = HttpClient(spec.name, timeouts, protocol.map_error,
+                                limit=spec.max_concurrent)
 
     def build_call(self, request: ProviderRequest, *, stream: bool) -> HttpCall:
         """The provider request for a chat call."""
-        raise NotImplementedError
+        return self._protocol.to_request(request, self.spec, self.settings, stream=stream)
 
     def decoder(self, request: ProviderRequest) -> StreamDecoder:
         """A fresh stream decoder for one streaming call."""
-        raise NotImplementedError
+        return self._protocol.decoder(self.spec.name, request)
 
     def parse(self, body: JsonValue, request: ProviderRequest) -> ChatResult:
         """The normalized result of a unary call."""
-        raise NotImplementedError
+        return self._protocol.from_response(self.spec.name, body, request)
 
     def probe_call(self) -> HttpCall:
         """The token-free request that proves the provider is reachable and accepts us."""
-        raise NotImplementedError
+        return self._protocol.probe_request(self.spec, self.settings)
 
     async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
         """Complete the request in one call."""
