@@ -116,14 +116,12 @@ def _env_path(name: str) -> Path | None:
 
 def _serve(args: argparse.Namespace) -> int:
     from provider_router.app import SecretIndex, serve
-    from provider_router.config import load_config
+    from provider_router.config import check_listen, load_config
     from provider_router.telemetry.logging import setup_logging
 
     env = dict(os.environ)
     config = load_config(args.config, env)
     if args.listen is not None:
-        from provider_router.config import check_listen
-
         check_listen(args.listen)
     workers = args.workers or config.server.workers
     if workers > 1:

@@ -14,15 +14,18 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
 
+from provider_router.api.convert import spec_to_proto
 from provider_router.cli_format import (
     describe_rpc_error,
     print_candidates,
     print_providers,
     stream_to_json,
 )
-from provider_router.config_values import Table
+from provider_router.config_values import Table, string_list, text
 from provider_router.errors import ConfigError
+from provider_router.provider_config import load_provider_file
 from provider_router.v1 import router_pb2 as pb
 from provider_router_client import RouterClient, text_request
 
@@ -116,8 +119,6 @@ def route(args: argparse.Namespace) -> int:
 
 
 def _scenario_request(t: Table) -> pb.RouteRequest:
-    from provider_router.config_values import string_list, text
-
     attributes = t.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise ConfigError(t.key("attributes"), attributes, "a table of strings")
@@ -147,8 +148,6 @@ def _load_scenarios(path: Path) -> list[Table]:
 
 
 def _scenarios(args: argparse.Namespace) -> int:
-    from provider_router.config_values import text
-
     failures = 0
     with _client(args) as client:
         for t in _load_scenarios(args.scenarios):
@@ -253,9 +252,6 @@ def providers(args: argparse.Namespace) -> int:
 
 def register(args: argparse.Namespace) -> int:
     """`provider-router register FILE`."""
-    from provider_router.api.convert import spec_to_proto
-    from provider_router.provider_config import load_provider_file
-
     spec = load_provider_file(args.file)
     message = spec_to_proto(spec, api_key_set=False)
     if spec.api_key is not None:
@@ -284,8 +280,6 @@ def unregister(args: argparse.Namespace) -> int:
 
 def health(args: argparse.Namespace) -> int:
     """`provider-router health`: exit 0 SERVING, 4 otherwise (like grpc_health_probe)."""
-    from grpc_health.v1 import health_pb2
-
     with _client(args) as client:
         try:
             status = client.health(args.service, timeout=args.timeout or 5.0)

@@ -35,7 +35,9 @@ from provider_router.routing.settings import RoutingSettings, parse_routing_sett
 ENV_PREFIX = "PROVIDER_ROUTER_"
 # Variables of the prefix that are not config overrides (CLI client settings).
 RESERVED_ENV = frozenset({"PROVIDER_ROUTER_TARGET", "PROVIDER_ROUTER_API_KEY",
-                          "PROVIDER_ROUTER_CONFIG", "PROVIDER_ROUTER_ADMIN_API_KEY"})
+                          "PROVIDER_ROUTER_CONFIG", "PROVIDER_ROUTER_ADMIN_API_KEY",
+                          # [auth]'s default key-list variables, read where they are used.
+                          "PROVIDER_ROUTER_CLIENT_KEYS", "PROVIDER_ROUTER_ADMIN_KEYS"})
 # Kubernetes injects service links for a Service named provider-router into every pod:
 # PROVIDER_ROUTER_SERVICE_HOST, PROVIDER_ROUTER_PORT_50051_TCP_ADDR, ... They are not overrides.
 K8S_SERVICE_LINK = re.compile(
@@ -147,8 +149,6 @@ def apply_env_overrides(raw: dict[str, object], env: Mapping[str, str]) -> None:
         rest = name[len(ENV_PREFIX):].lower()
         section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
         if section is None:
-            if name.endswith(("_KEYS",)):
-                continue  # API key lists named by [auth]; read where they are used
             raise ConfigError(name, value, f"PROVIDER_ROUTER_<SECTION>_<KEY> with SECTION one "
                                            f"of {', '.join(s.upper() for s in SECTIONS)}")
         table = raw.setdefault(section, {})

@@ -97,6 +97,14 @@ def test_bad_env_override_names_the_variable(tmp_path: Path) -> None:
     assert info.value.key == "PROVIDER_ROUTER_NOPE"
 
 
+def test_auth_key_lists_are_not_overrides_but_a_typo_is_an_error() -> None:
+    env = {"PROVIDER_ROUTER_CLIENT_KEYS": "a,b", "PROVIDER_ROUTER_ADMIN_KEYS": "c"}
+    assert load_config(None, env=env).auth.client_keys_env == "PROVIDER_ROUTER_CLIENT_KEYS"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"PROVIDER_ROUTER_CLIENT_KEYZ_KEYS": "a"})
+    assert info.value.key == "PROVIDER_ROUTER_CLIENT_KEYZ_KEYS"
+
+
 def test_kubernetes_service_links_are_not_overrides() -> None:
     env = {"PROVIDER_ROUTER_SERVICE_HOST": "10.0.0.1", "PROVIDER_ROUTER_SERVICE_PORT": "50051",
            "PROVIDER_ROUTER_PORT": "tcp://10.0.0.1:50051",

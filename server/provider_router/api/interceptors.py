@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
+from google.rpc import status_pb2
 from prometheus_client import Counter, Histogram
 
-from provider_router.api.status import internal_status, to_status
+from provider_router.api.status import code_for, internal_status, to_status
 from provider_router.errors import RouterError
 from provider_router.telemetry.logging import REQUEST_ID
 from provider_router.telemetry.metrics import Metrics
@@ -62,18 +63,11 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter):016x}"
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException,
-                 request_id: str) -> None:
-    status = to_status(error) if isinstance(error, RouterError) else internal_status()
-    trailing = (("x-request-id", request_id), (STATUS_DETAILS_KEY, status.SerializeToString()))
-    await context.abort(grpc.StatusCode(_code(status.code)), status.message, trailing)
-
-
-def _code(number: int) -> tuple[int, str]:
-    for code in grpc.StatusCode:
-        if code.value[0] == number:
-            return code.value  # type: ignore[no-any-return]
-    return grpc.StatusCode.INTERNAL.value  # type: ignore[no-any-return]
+def _status(error: Exception) -> tuple[grpc.StatusCode, status_pb2.Status]:
+    """The code and rich status for an error; unexpected ones say only INTERNAL."""
+    if isinstance(error, RouterError):
+        return code_for(error), to_status(error)
+    return grpc.StatusCode.INTERNAL, internal_status()
 
 
 class Observer:
@@ -93,9 +87,10 @@ class Observer:
             log.info("%s failed: %s (%s)", method, error.message, error.reason)
         else:
             log.exception("%s failed unexpectedly", method)
-        status = to_status(error) if isinstance(error, RouterError) else internal_status()
-        self._done(method, started, grpc.StatusCode(_code(status.code)).name)
-        await _abort(context, error, request_id)
+        code, status = _status(error)
+        self._done(method, started, code.name)
+        trailing = (("x-request-id", request_id), (STATUS_DETAILS_KEY, status.SerializeToString()))
+        await context.abort(code, status.message, trailing)
 
     def _bound(self, method: str) -> tuple[Counter, Histogram, RequestIds]:
         """The method's success counter and latency histogram, looked up once."""

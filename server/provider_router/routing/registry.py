@@ -153,11 +153,17 @@ class Registry:
         if self._unsubscribe is None:
             self._unsubscribe = self._store.subscribe(self._on_remote_change)
 
-    async def register(self, spec: ProviderSpec) -> RegisterOutcome:
-        """Add or atomically replace a provider; idempotent for an identical spec."""
+    def check(self, spec: ProviderSpec) -> RegisterOutcome:
+        """What register() would do (validate_only): InvalidRequestError, or the outcome."""
         violations = validate_provider_spec(spec)
         if violations:
             raise InvalidRequestError(_summary(spec.name, violations), violations)
+        current = self._snapshot.providers.get(spec.name)
+        return RegisterOutcome(spec, created=current is None, changed=current != spec)
+
+    async def register(self, spec: ProviderSpec) -> RegisterOutcome:
+        """Add or atomically replace a provider; idempotent for an identical spec."""
+        self.check(spec)
         outcome = self._apply(spec)
         if outcome.changed:
             await self._persist(spec.name)

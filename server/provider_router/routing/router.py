@@ -35,7 +35,6 @@ from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.streaming import StreamChain, StreamRun
 from provider_router.telemetry.metrics import Metrics
 from provider_router.tokens import estimate_prompt_tokens
-from provider_router.validation import validate_provider_spec
 
 
 def _cost(spec: d.ProviderSpec, model: str, usage: d.Usage) -> float | None:
@@ -47,8 +46,11 @@ class Router:
 
     def __init__(self, registry: Registry, planner: Planner, pool: ConnectorPool,
                  resilience: Resilience, status: ProviderStatusView, metrics: Metrics,
-                 env: Mapping[str, str], key_policy: KeyReferencePolicy | None = None) -> None:
+                 env: Mapping[str, str], key_policy: KeyReferencePolicy | None = None,
+                 default_completion_tokens: int = 256) -> None:
         self._registry = registry
+        # The same completion estimate the cost strategy uses ([routing]).
+        self._default_completion_tokens = default_completion_tokens
         self._key_policy = key_policy or KeyReferencePolicy(("*_API_KEY",), ())
         self._planner = planner
         self._pool = pool
@@ -83,7 +85,7 @@ class Router:
         return targets if not back else (*front, *back)
 
     def _chain(self, request: d.ChatRequest) -> Chain:
-        completion = expected_completion_tokens(request.params, 256)
+        completion = expected_completion_tokens(request.params, self._default_completion_tokens)
         return Chain(tokens=estimate_prompt_tokens(request.messages) + completion)
 
     async def _decide(self, request: d.ChatRequest, deadline: Deadline) -> d.RouteDecision:
@@ -178,13 +180,9 @@ class Router:
         refused = self._key_policy.violations(spec)
         if refused:
             raise InvalidRequestError("provider spec refused", refused)
-        if not validate_only:
-            return await self._registry.register(spec)
-        violations = validate_provider_spec(spec)
-        if violations:
-            raise InvalidRequestError("invalid provider spec", violations)
-        current = self._registry.snapshot().providers.get(spec.name)
-        return d.RegisterOutcome(spec, created=current is None, changed=current != spec)
+        if validate_only:
+            return self._registry.check(spec)
+        return await self._registry.register(spec)
 
     async def unregister(self, name: str) -> d.ProviderSpec:
         """Remove a provider; its connector closes when its calls finish."""
