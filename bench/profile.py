@@ -2,6 +2,7 @@
 
     python -m bench.profile chat_c64            # or stream20_c64, route_own, route_shared, hold
     python -m bench.profile chat_c64 --seconds 10 --keep /tmp/chat64.txt
+    python -m bench.profile chat_c64 --floor    # the same load against the floor server
 
 py-spy (`pip install py-spy`, a bench-only tool) samples the server's thread that holds the
 GIL (`--gil`), so the shares are of the Python-side CPU: gRPC's and uvloop's C code shows as
@@ -49,6 +50,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--keep", type=Path, default=None, help="keep the raw stacks here")
     parser.add_argument("--pythonpath", default="", help="run the server from this path")
+    parser.add_argument("--floor", action="store_true",
+                        help="profile bench/floor_server.py instead of the router")
     args = parser.parse_args()
     mode, concurrency, model, shape = LOADS[args.scenario]
     logs = Path(tempfile.mkdtemp(prefix="bench-profile-"))
@@ -59,7 +62,8 @@ def main() -> int:
     mock, port = start_mock(settings.cores, logs)
     try:
         bench = Bench(settings, port, mock.pid)
-        with bench.router("profiled", None, **shape) as server:
+        serving = bench.floor() if args.floor else bench.router("profiled", None, **shape)
+        with serving as server:
             # Recording starts after the warm-up and ends before the window does.
             timer = threading.Timer(1.5, record, (server.pid, args.seconds, out))
             timer.start()

@@ -81,8 +81,11 @@ class HttpClient:
             # Created here, inside the running loop, and reused for every later call.
             connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=30.0,
                                              ttl_dns_cache=300)
+            # The connect timeout is the session's: a call passes its own only when the
+            # deadline is shorter. Every other bound is our PhaseClock's single scope.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect))
         return self._session
 
     async def aclose(self) -> None:
@@ -95,9 +98,13 @@ class HttpClient:
     async def request_json(self, call: HttpCall, deadline: Deadline) -> JsonValue:
         """A unary call: the decoded JSON body of a 2xx answer, else the mapped error."""
         clock = PhaseClock(self._provider, self._timeouts, deadline, streaming=False)
-        response = await self._send(call, clock, deadline)
+        # One timeout scope for the whole call: a unary call has no phase after connect.
+        return await clock.wait(self._unary(call, deadline))
+
+    async def _unary(self, call: HttpCall, deadline: Deadline) -> JsonValue:
+        response = await self._send(call, deadline)
         try:
-            body = await self._read(response, clock, response.read())
+            body = await self._read(response, response.read())
             if response.status >= 300:
                 raise self._error(call, response, body)
         except BaseException:
@@ -114,11 +121,11 @@ class HttpClient:
                      decoder: StreamDecoder) -> AsyncGenerator[StreamEvent, None]:
         """A streaming call: deltas as they arrive, then exactly one StreamFinish."""
         clock = PhaseClock(self._provider, self._timeouts, deadline, streaming=True)
-        response = await self._send(call, clock, deadline)
+        response = await clock.wait(self._send(call, deadline))
         clean = False
         try:
             if response.status >= 300:
-                body = await self._read(response, clock, _read_capped(response))
+                body = await clock.wait(self._read(response, _read_capped(response)))
                 raise self._error(call, response, body)
             delivered = 0
             interrupted = ""
@@ -158,23 +165,28 @@ class HttpClient:
             return ProbeResult(False, exc.message, (time.monotonic() - started) * 1000)
         return ProbeResult(True, "", (time.monotonic() - started) * 1000)
 
-    async def _send(self, call: HttpCall, clock: PhaseClock,
-                    deadline: Deadline) -> aiohttp.ClientResponse:
+    async def _send(self, call: HttpCall, deadline: Deadline) -> aiohttp.ClientResponse:
+        """Send the request and await the response head; the caller bounds the wait."""
         session = self._session_now()
-        headers = dict(call.headers)
+        headers = call.headers
         data: bytes | None = None
         if call.body is not None:
-            data = dumps(dict(call.body)).encode()
-            headers.setdefault("Content-Type", "application/json")
-        connect_s = max(0.001, deadline.cap(self._timeouts.connect))
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
+            body = call.body if type(call.body) is dict else dict(call.body)
+            data = dumps(body).encode()
+            if "Content-Type" not in headers:
+                headers = {**headers, "Content-Type": "application/json"}
+        connect_s = self._timeouts.connect
+        timeout: aiohttp.ClientTimeout | None = None
+        if deadline.remaining() < connect_s:
+            connect_s = max(0.001, deadline.cap(connect_s))
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
         try:
             # No redirects: a redirect to another host would carry our key header along.
-            return await clock.wait(session.request(
-                call.method, call.url, data=data, headers=headers, timeout=timeout,
-                allow_redirects=False))
-        except ProviderError:
-            raise
+            if timeout is None:
+                return await session.request(call.method, call.url, data=data, headers=headers,
+                                             allow_redirects=False)
+            return await session.request(call.method, call.url, data=data, headers=headers,
+                                         timeout=timeout, allow_redirects=False)
         except aiohttp.ConnectionTimeoutError:
             raise ProviderTimeoutError(self._provider, "connect", connect_s) from None
         except aiohttp.ClientConnectorError as exc:
@@ -186,10 +198,9 @@ class HttpClient:
                 self._provider, f"connection failed before a response ({type(exc).__name__})"
             ) from exc
 
-    async def _read(self, response: aiohttp.ClientResponse, clock: PhaseClock,
-                    reading: Awaitable[bytes]) -> bytes:
+    async def _read(self, response: aiohttp.ClientResponse, reading: Awaitable[bytes]) -> bytes:
         try:
-            return await clock.wait(reading)
+            return await reading
         except _TRANSPORT_ERRORS as exc:
             raise ProviderServerError(
                 self._provider, f"connection lost while reading HTTP {response.status} body "

@@ -28,9 +28,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 
 import pybreaker
 
@@ -162,6 +162,8 @@ class _Breaker:
         self._opened_at: float | None = None
         self._closed_at: float | None = None
         self._pending: list[BreakerChange] = []
+        # Every call admitted while closed in this epoch shares one permit.
+        self._closed_permit = _Permit(self._epoch, trial=False)
         self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         # throw_new_error_on_trip=False: the caller sees the provider's error, not pybreaker's.
         self._cb = pybreaker.CircuitBreaker(
@@ -207,6 +209,9 @@ class _Breaker:
     def admit(self) -> _Permit:
         """A permit for one call, or BreakerOpenError."""
         with self._lock:
+            if self._storage.state == pybreaker.STATE_CLOSED:
+                # The common case: no clock read, no state-machine walk, a shared permit.
+                return self._closed_permit
             permit, wait = self._admit_locked(self._clock())
         self._flush()
         if permit is None:
@@ -226,7 +231,7 @@ class _Breaker:
                 return None, None
             self._trial = True
             return _Permit(self._epoch, trial=True), None
-        return _Permit(self._epoch, trial=False), None
+        return self._closed_permit, None
 
     def _sync(self) -> BreakerState:
         # pybreaker's `state` property notices a change made through shared storage and
@@ -237,6 +242,11 @@ class _Breaker:
         """Count a finished call per its verdict."""
         verdict = verdict_of(error)
         with self._lock:
+            if (verdict is Verdict.SUCCESS and permit is self._closed_permit
+                    and not self._failures and self._storage.state == pybreaker.STATE_CLOSED):
+                # A success while closed with nothing counted changes nothing: pybreaker
+                # would only reset a counter that is already zero.
+                return
             self._record_locked(permit, verdict, self._clock())
         self._flush()
 
@@ -271,6 +281,7 @@ class _Breaker:
         """pybreaker moved states (caller holds the lock)."""
         now = self._clock()
         self._epoch += 1
+        self._closed_permit = _Permit(self._epoch, trial=False)
         self._trial = False
         self._failures.clear()
         if new is BreakerState.OPEN:
@@ -287,6 +298,22 @@ class _Breaker:
             pending, self._pending = self._pending, []
         for change in pending:
             self._notify(change)
+
+
+class Guard:
+    """One guarded call (a class, not a generator context: it runs on every attempt)."""
+
+    __slots__ = ("_breaker", "_permit")
+
+    def __init__(self, breaker: _Breaker) -> None:
+        self._breaker = breaker
+
+    def __enter__(self) -> None:
+        self._permit = self._breaker.admit()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._breaker.record(self._permit, error)
 
 
 _WORST_LAST = (BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN)
@@ -350,17 +377,10 @@ class ProviderBreakers:
             return 1.0
         return breaker.admission_fraction(self._clock() if now is None else now)
 
-    @asynccontextmanager
-    async def guard(self, provider: str, model: str) -> AsyncIterator[None]:
-        """Admit one call (or raise BreakerOpenError) and count how it ends."""
-        breaker = self._get(provider, model)
-        permit = breaker.admit()
-        try:
-            yield
-        except BaseException as error:
-            breaker.record(permit, error)
-            raise
-        breaker.record(permit, None)
+    def guard(self, provider: str, model: str) -> Guard:
+        """A context that admits one call (or raises BreakerOpenError) and counts how it
+        ends; `with`, not `async with`: admitting and counting never wait."""
+        return Guard(self._get(provider, model))
 
     def add_listener(self, callback: BreakerListener) -> Callable[[], None]:
         """Call `callback` on every state change; returns a function that stops it."""

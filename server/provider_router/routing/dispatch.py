@@ -13,8 +13,9 @@ import contextlib
 import itertools
 import random
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from provider_router import domain as d
 from provider_router.errors import ContentPolicyError, ContextLengthError, ProviderError
@@ -25,6 +26,7 @@ from provider_router.resilience.retry import attempt_timeout, next_delay
 from provider_router.resilience.settings import ResilienceSettings
 from provider_router.routing.pool import ConnectorPool
 from provider_router.routing.registry import Registry
+from provider_router.routing.stats import StatsBook
 from provider_router.telemetry.metrics import Metrics
 
 
@@ -109,15 +111,8 @@ class Dispatcher:
         self._record(chain, d.Attempt(target.provider, target.model, d.AttemptOutcome.SUCCESS,
                                       duration))
 
-    @contextlib.contextmanager
-    def _in_flight(self, provider: str) -> Iterator[None]:
-        # Cancellation is neither success nor failure: only the in-flight count drops.
-        self._stats.start(provider)
-        try:
-            yield
-        except (asyncio.CancelledError, GeneratorExit):
-            self._stats.abandon(provider)
-            raise
+    def _in_flight(self, provider: str) -> _InFlight:
+        return _InFlight(self._stats, provider)
 
     # --- admission and policy ---------------------------------------------------------------
 
@@ -195,11 +190,10 @@ class Dispatcher:
                 return None
             started = time.perf_counter()
             try:
-                async with self._r.breakers.guard(target.provider, target.model):
-                    with self._in_flight(spec.name):
-                        async with self._pool.lease(spec) as connector:
-                            result = await connector.chat(
-                                provider_request, self._attempt_deadline(deadline, spec, remaining))
+                with self._r.breakers.guard(target.provider, target.model), \
+                        self._in_flight(spec.name), self._pool.lease(spec) as connector:
+                    result = await connector.chat(
+                        provider_request, self._attempt_deadline(deadline, spec, remaining))
             except BreakerOpenError as error:
                 self._record(chain, _skip(target, error.reason, error.message))
                 await self._released(spec, chain)
@@ -278,19 +272,37 @@ class Dispatcher:
                               request: d.ProviderRequest, deadline: Deadline, chain: Chain,
                               progress: _Progress) -> AsyncGenerator[d.StreamEvent, None]:
         """One attempt inside the breaker; records success when the finish event arrives."""
-        async with self._r.breakers.guard(target.provider, target.model):
-            with self._in_flight(spec.name):
-                async with self._pool.lease(spec) as connector, \
-                        contextlib.aclosing(connector.stream(request, deadline)) as events:
-                    # aclosing: a cancelled caller closes the upstream request at once.
-                    async for event in events:
-                        progress.saw(event)
-                        if isinstance(event, d.StreamFinish):
-                            # Recorded before the router builds its end event.
-                            self._succeeded(chain, target, progress.started, progress.ttft_s())
-                            yield event
-                            return
+        with self._r.breakers.guard(target.provider, target.model), \
+                self._in_flight(spec.name), self._pool.lease(spec) as connector:
+            # aclosing: a cancelled caller closes the upstream request at once.
+            async with contextlib.aclosing(connector.stream(request, deadline)) as events:
+                async for event in events:
+                    progress.saw(event)
+                    if isinstance(event, d.StreamFinish):
+                        # Recorded before the router builds its end event.
+                        self._succeeded(chain, target, progress.started, progress.ttft_s())
                         yield event
+                        return
+                    yield event
+
+
+class _InFlight:
+    """Counts a call in flight. Cancellation is neither success nor failure: only the
+    in-flight count drops (a verdict drops it otherwise, in StatsBook.finish)."""
+
+    __slots__ = ("_provider", "_stats")
+
+    def __init__(self, stats: StatsBook, provider: str) -> None:
+        self._stats = stats
+        self._provider = provider
+
+    def __enter__(self) -> None:
+        self._stats.start(self._provider)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            self._stats.abandon(self._provider)
 
 
 class _Progress:

@@ -7,10 +7,10 @@ finish, so Register and Unregister never cut an answer in half.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from provider_router.connectors.base import Connector
 from provider_router.connectors.factory import ConnectorSettings, create_connector
@@ -26,6 +26,24 @@ class _Entry:
     leases: int = 0
     retired: bool = False
     closing: asyncio.Task[None] | None = field(default=None)
+
+
+class Lease:
+    """One use of a connector (a class, not a generator context: it runs on every attempt)."""
+
+    __slots__ = ("_entry", "_pool")
+
+    def __init__(self, pool: ConnectorPool, entry: _Entry) -> None:
+        self._pool = pool
+        self._entry = entry
+
+    def __enter__(self) -> Connector:
+        self._entry.leases += 1
+        return self._entry.connector
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._pool._returned(self._entry)
 
 
 class ConnectorPool:
@@ -49,17 +67,14 @@ class ConnectorPool:
         self._entries[spec.name] = entry
         return entry
 
-    @contextlib.asynccontextmanager
-    async def lease(self, spec: ProviderSpec) -> AsyncIterator[Connector]:
-        """The connector for `spec`, kept open until the caller is done with it."""
-        entry = self._entry(spec)
-        entry.leases += 1
-        try:
-            yield entry.connector
-        finally:
-            entry.leases -= 1
-            if entry.retired and entry.leases == 0:
-                self._close(entry)
+    def lease(self, spec: ProviderSpec) -> Lease:
+        """A context giving the connector for `spec`, kept open until the caller is done."""
+        return Lease(self, self._entry(spec))
+
+    def _returned(self, entry: _Entry) -> None:
+        entry.leases -= 1
+        if entry.retired and entry.leases == 0:
+            self._close(entry)
 
     def get(self, spec: ProviderSpec) -> Connector:
         """The connector for `spec` without a lease (for probes and tests)."""

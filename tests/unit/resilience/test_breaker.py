@@ -41,14 +41,13 @@ def make(clock: FakeClock, **config: object) -> ProviderBreakers:
 
 
 async def fail(breakers: ProviderBreakers, error: BaseException, model: str = "m") -> None:
-    with pytest.raises(type(error)):
-        async with breakers.guard("p", model):
-            await asyncio.sleep(0)
-            raise error
+    with pytest.raises(type(error)), breakers.guard("p", model):
+        await asyncio.sleep(0)
+        raise error
 
 
 async def succeed(breakers: ProviderBreakers, model: str = "m") -> None:
-    async with breakers.guard("p", model):
+    with breakers.guard("p", model):
         await asyncio.sleep(0)
 
 
@@ -96,7 +95,7 @@ async def test_half_open_admits_exactly_one_trial_and_closes_on_its_success(
     release = asyncio.Event()
 
     async def trial() -> None:
-        async with breakers.guard("p", "m"):
+        with breakers.guard("p", "m"):
             await release.wait()
 
     task = asyncio.create_task(trial())
@@ -121,7 +120,7 @@ async def test_many_concurrent_calls_in_half_open_admit_one(clock: FakeClock) ->
 
     async def call() -> None:
         nonlocal admitted
-        async with breakers.guard("p", "m"):
+        with breakers.guard("p", "m"):
             admitted += 1
             await release.wait()
 
@@ -203,7 +202,7 @@ async def test_a_cancelled_call_is_not_a_failure(clock: FakeClock) -> None:
     breakers = make(clock, fail_max=1)
 
     async def slow() -> None:
-        async with breakers.guard("p", "m"):
+        with breakers.guard("p", "m"):
             await asyncio.sleep(10)
 
     for _ in range(3):
@@ -221,7 +220,7 @@ async def test_a_cancelled_trial_frees_the_slot(clock: FakeClock) -> None:
     clock.advance(30.0)
 
     async def slow() -> None:
-        async with breakers.guard("p", "m"):
+        with breakers.guard("p", "m"):
             await asyncio.sleep(10)
 
     task = asyncio.create_task(slow())
@@ -274,7 +273,7 @@ async def test_an_outcome_from_before_a_transition_is_ignored(clock: FakeClock) 
     release = asyncio.Event()
 
     async def slow_success() -> None:
-        async with breakers.guard("p", "m"):
+        with breakers.guard("p", "m"):
             await release.wait()
 
     task = asyncio.create_task(slow_success())
