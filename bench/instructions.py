@@ -29,8 +29,16 @@ from pathlib import Path
 
 from bench import configs
 from bench.calls import GrpcCalls
-from bench.processes import PYTHON, SERVE, Cores, Process, _server_env, free_port, start_mock
-from bench.processes import wait_serving
+from bench.processes import (
+    PYTHON,
+    SERVE,
+    Cores,
+    Process,
+    free_port,
+    server_env,
+    start_mock,
+    wait_serving,
+)
 
 CALLS: dict[str, tuple[str, str]] = {
     # name: (GrpcCalls method, model)
@@ -50,7 +58,8 @@ def _callgrind(out: Path) -> list[str]:
 
 
 @contextmanager
-def _server(floor: bool, pythonpath: str, mock_port: int, logs: Path) -> Iterator[Process]:
+def _server(floor: bool, pythonpath: str, mock_port: int, logs: Path
+            ) -> Iterator[tuple[Process, str]]:
     port, metrics = free_port(), free_port()
     target = f"127.0.0.1:{port}"
     if floor:
@@ -62,11 +71,10 @@ def _server(floor: bool, pythonpath: str, mock_port: int, logs: Path) -> Iterato
             listen=target, metrics_port=metrics, mock_port=mock_port)))
         argv = [SERVE, "serve", "--config", str(config)]
     process = Process([*_callgrind(logs), *argv], logs / "server.log",
-                      env=_server_env(pythonpath))
+                      env=server_env(pythonpath))
     try:
         wait_serving(target, process, timeout=300)
-        process.target = target  # type: ignore[attr-defined]
-        yield process
+        yield process, target
     finally:
         process.stop(timeout=60)
 
@@ -88,11 +96,10 @@ async def _calls(call: Callable[[int], Awaitable[float | None]], count: int,
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
 
 
-def measure(process: Process, logs: Path, name: str, calls: int, warmup: int,
+def measure(process: Process, target: str, logs: Path, name: str, calls: int, warmup: int,
             concurrency: int) -> float:
     """Instructions per call of `name` on a server running under callgrind."""
     method, model = CALLS[name]
-    target: str = process.target  # type: ignore[attr-defined]
 
     async def run() -> None:
         grpc_calls = GrpcCalls(target, 1, model, deadline_s=600.0)
@@ -121,9 +128,10 @@ def run_side(label: str, floor: bool, pythonpath: str, names: list[str], args: a
     """Every asked-for call kind on one server."""
     logs = Path(tempfile.mkdtemp(prefix=f"bench-instr-{label}-"))
     results: dict[str, float] = {}
-    with _server(floor, pythonpath, mock_port, logs) as process:
+    with _server(floor, pythonpath, mock_port, logs) as (process, target):
         for name in names:
-            per_call = measure(process, logs, name, args.calls, args.warmup, args.concurrency)
+            per_call = measure(process, target, logs, name, args.calls, args.warmup,
+                               args.concurrency)
             results[name] = per_call
             print(f"  {label} {name}: {per_call / 1e6:.3f} M instructions per call", flush=True)
     shutil.rmtree(logs, ignore_errors=True)
@@ -133,7 +141,8 @@ def run_side(label: str, floor: bool, pythonpath: str, names: list[str], args: a
 def main() -> int:
     """Parse arguments, start the mock, measure each side."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(CALLS), help=f"comma list of {', '.join(CALLS)}")
+    parser.add_argument("--only", default=",".join(CALLS),
+                        help=f"comma list of {', '.join(CALLS)}")
     parser.add_argument("--calls", type=int, default=500, help="calls counted per kind")
     parser.add_argument("--warmup", type=int, default=200, help="calls before counting")
     parser.add_argument("--concurrency", type=int, default=8)

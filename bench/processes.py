@@ -91,7 +91,7 @@ def start_mock(cores: Cores, logs: Path) -> tuple[Process, int]:
     return process, port
 
 
-def _server_env(pythonpath: str) -> dict[str, str]:
+def server_env(pythonpath: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_ROUTER_")}
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
                 "OPENROUTER_API_KEY", "OLLAMA_HOST"):
@@ -108,7 +108,7 @@ def start_server(config: Path, target: str, cores: str, logs: Path, name: str,
     argv = [*pin_prefix(cores), SERVE, "serve", "--config", str(config)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    process = Process(argv, logs / f"server-{name}.log", env=_server_env(pythonpath))
+    process = Process(argv, logs / f"server-{name}.log", env=server_env(pythonpath))
     try:
         wait_serving(target, process, timeout=60)
     except BaseException:

@@ -133,10 +133,12 @@ class HttpClient:
                 chunk, interrupted = await self._next_chunk(response, clock, decoder)
                 if not chunk:
                     break
-                for event in decoder.feed(chunk):
-                    clock.saw_delta()
-                    delivered += 1
-                    yield event
+                events = decoder.feed(chunk)
+                if events:
+                    clock.saw_delta()  # once per read: the next wait restarts the idle window
+                    delivered += len(events)
+                    for event in events:
+                        yield event
             tail = [] if decoder.done else decoder.close()
             for event in tail:
                 delivered += 1

@@ -265,7 +265,7 @@ class OpenAIStreamState(StreamState):
 
     def on_chunk(self, event: str, data: str) -> list[StreamEvent]:
         """Events from one `data:` payload."""
-        if data.strip() == "[DONE]":
+        if data[:1] != "{" and data.strip() == "[DONE]":
             self.done = True
             if self.finish_reason is None:  # a server that never sent finish_reason
                 self.finish_reason = finish_reason("stop", self._saw_tools)
@@ -276,9 +276,15 @@ class OpenAIStreamState(StreamState):
         if chunk.get("error"):
             raise map_error(self.provider, 0, data, {})
         self.model = text(chunk.get("model")) or self.model
-        self.usage = usage_from(chunk.get("usage")) or self.usage
+        usage = chunk.get("usage")
+        if usage is not None:  # most chunks carry none (or null): skip the parse
+            self.usage = usage_from(usage) or self.usage
+        choices = items(chunk.get("choices"))
+        if len(choices) == 1:  # n=1, nearly always: no list to merge into
+            only = obj(choices[0])
+            return self._choice(only) if integer(only.get("index")) == 0 else []
         events: list[StreamEvent] = []
-        for choice in items(chunk.get("choices")):
+        for choice in choices:
             if integer(obj(choice).get("index")) == 0:
                 events.extend(self._choice(obj(choice)))
         return events
@@ -286,7 +292,8 @@ class OpenAIStreamState(StreamState):
     def _choice(self, choice: JsonObject) -> list[StreamEvent]:
         delta = obj(choice.get("delta"))
         events = self.text(text(delta.get("content")))
-        for call in items(delta.get("tool_calls")):
+        calls = delta.get("tool_calls")
+        for call in items(calls) if calls else ():
             self._saw_tools = True
             fn = obj(field(call, "function"))
             events.extend(self.tool(integer(field(call, "index")), text(field(call, "id")),

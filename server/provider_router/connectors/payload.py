@@ -30,6 +30,8 @@ def dumps(value: JsonValue) -> str:
 
 def obj(value: Json | None) -> JsonObject:
     """`value` if it is a JSON object, else an empty one."""
+    if type(value) is dict:  # what json.loads gives: skip the slower ABC check
+        return value
     return value if isinstance(value, Mapping) else _EMPTY
 
 
@@ -57,6 +59,8 @@ def text(value: JsonValue | None) -> str:
 
 def integer(value: JsonValue | None) -> int:
     """`value` as a non-negative int (bools and junk count as 0)."""
+    if type(value) is int:  # the common case, bools excluded (their type is bool)
+        return value if value > 0 else 0
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     return max(0, int(value))

@@ -8,7 +8,6 @@ pooling, timeouts, cancellation and error mapping live here and in http.py.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -85,15 +84,15 @@ class RemoteConnector:
         body = await self._http.request_json(call, deadline)
         return self.parse(body, request)
 
-    async def stream(self, request: ProviderRequest,
-                     deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
-        """Stream the answer: deltas, then exactly one StreamFinish; raises on failure."""
+    def stream(self, request: ProviderRequest,
+               deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
+        """Stream the answer: deltas, then exactly one StreamFinish; raises on failure.
+
+        The HTTP client's generator itself, not one wrapped around it: a layer here would
+        cost a resumption per event. Whoever iterates it closes it (the dispatcher uses
+        `aclosing`), which drops the upstream connection at once."""
         call = self.build_call(request, stream=True)
-        # aclosing: if our consumer stops early, the inner stream (and its socket) closes now,
-        # not whenever the garbage collector gets to it.
-        async with aclosing(self._http.stream(call, deadline, self.decoder(request))) as events:
-            async for event in events:
-                yield event
+        return self._http.stream(call, deadline, self.decoder(request))
 
     async def probe(self) -> ProbeResult:
         """A cheap liveness check that spends no tokens."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 # A line longer than this is not an LLM event; stop buffering rather than grow forever.
@@ -26,9 +26,11 @@ class SseOverflowError(ValueError):
     """A line grew beyond MAX_LINE_CHARS without a line break."""
 
 
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    """One dispatched event: its type ("message" by default), data and last event id."""
+class SseEvent(NamedTuple):
+    """One dispatched event: its type ("message" by default), data and last event id.
+
+    A NamedTuple, not a frozen dataclass: one is built per stream chunk, and a tuple is
+    created several times faster."""
 
     data: str
     event: str = "message"
@@ -67,14 +69,21 @@ class SseParser:
             # A CR ended the previous chunk; an LF starting this one belongs to it.
             text = text.removeprefix("\n")
             self._skip_lf = False
-        buffer = self._buffer + text
+        buffer = self._buffer + text if self._buffer else text
         events: list[SseEvent] = []
-        pos = 0
-        for match in _LINE_END.finditer(buffer):
-            self._line(buffer[pos:match.start()], events)
-            pos = match.end()
-        self._skip_lf = pos == len(buffer) and buffer.endswith("\r")
-        self._buffer = buffer[pos:]
+        if "\r" not in buffer:
+            # The common case, LF-only framing: one C-level split instead of a regex scan.
+            lines = buffer.split("\n")
+            self._buffer = lines.pop()
+            for line in lines:
+                self._line(line, events)
+        else:
+            pos = 0
+            for match in _LINE_END.finditer(buffer):
+                self._line(buffer[pos:match.start()], events)
+                pos = match.end()
+            self._skip_lf = pos == len(buffer) and buffer.endswith("\r")
+            self._buffer = buffer[pos:]
         if final and self._buffer:
             self._line(self._buffer, events)
             self._buffer = ""
@@ -85,6 +94,9 @@ class SseParser:
     def _line(self, line: str, events: list[SseEvent]) -> None:
         if not line:
             self._dispatch(events)
+            return
+        if line.startswith("data: "):  # nearly every line of an LLM stream
+            self._data.append(line[6:])
             return
         if line.startswith(":"):
             return

@@ -64,7 +64,7 @@ class StreamState:
             value = parse_json(data)
         except ValueError:
             value = None
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):
             return value
         self.malformed += 1
         log.warning("%s: skipped a malformed stream chunk (%d so far): %.80r",

@@ -121,6 +121,11 @@ class StreamChain:
         events = self._dispatcher.stream(spec, target, request, deadline, remaining, run.chain)
         async with contextlib.aclosing(events) as upstream:
             async for event in upstream:
+                if run.started and not run.restart_reason and not isinstance(
+                        event, d.StreamFinish):
+                    run.delta(event)  # a delta mid-stream, nearly every event: pass it on
+                    yield event
+                    continue
                 for out in self._relay(event, spec, target, run, cost):
                     yield out
 
