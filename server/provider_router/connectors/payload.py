@@ -25,7 +25,12 @@ def parse_json(text: str | bytes) -> JsonValue:
 
 def dumps(value: JsonValue) -> str:
     """Compact JSON text."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
+
+
+# json.dumps with any non-default option builds a new encoder per call; this one is built
+# once (an encoder holds only its options).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def obj(value: Json | None) -> JsonObject:

@@ -186,6 +186,8 @@ class _Breaker:
 
     def allows(self, now: float) -> bool:
         """Whether `admit` would let a call through now."""
+        if self._storage.state == pybreaker.STATE_CLOSED:
+            return True
         state = self.state()
         if state is BreakerState.CLOSED:
             return True
@@ -195,7 +197,7 @@ class _Breaker:
 
     def admission_fraction(self, now: float) -> float:
         """Share of traffic to send: 0 or 1 when not closed, ramping up after closing."""
-        if self.state() is not BreakerState.CLOSED:
+        if self._storage.state != pybreaker.STATE_CLOSED:
             # A due trial gets 1.0 so that down-weighting never starves the probe that heals it.
             return 1.0 if self.allows(now) else 0.0
         closed_at, ramp_s = self._closed_at, self._config.ramp_s

@@ -123,7 +123,10 @@ class _Decision:
         if first:
             taken = {(r[0].spec.name, r[0].target.model) for r in first}
             rest = [c for c in rest if (c.spec.name, c.target.model) not in taken]
-        ranked = STRATEGIES[strategy](self.ctx, rest) if rest else []
+        if len(rest) == 1 and not self.explain:
+            ranked = [(rest[0], 0.0, "")]  # every strategy puts a lone candidate first
+        else:
+            ranked = STRATEGIES[strategy](self.ctx, rest) if rest else []
         if matched is None:
             return self.finish([], ranked, strategy, "")
         rule = matched[0]
