@@ -44,6 +44,16 @@ models = ["m-small", { name = "m-large", input_per_mtok = 5.0, output_per_mtok =
 capabilities = ["chat", "streaming", "vision"]
 """
 
+# Chat has no evaluation time: without the night rule its answer does not depend on the hour.
+DAYTIME_CONFIG = CONFIG.replace("""[[routing.rules]]
+name = "night-to-beta"
+priority = 50
+conditions = { hour_range = [0, 6] }
+provider = "beta"
+model = "m-small"
+""", "")
+assert DAYTIME_CONFIG != CONFIG
+
 
 async def _cli(*args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_ROUTER_")}
@@ -110,7 +120,7 @@ expect_provider = "alpha"
 
 
 async def test_chat_json_has_the_documented_top_level(start_router: StartRouter) -> None:
-    router = await start_router(CONFIG)
+    router = await start_router(DAYTIME_CONFIG)
     for extra in ((), ("--no-stream",)):
         code, out, _ = await _cli("chat", "hello there", "--target", router.target, "--json",
                                   *extra)
@@ -124,7 +134,7 @@ async def test_chat_json_has_the_documented_top_level(start_router: StartRouter)
 
 
 async def test_chat_streams_text_and_prints_a_summary(start_router: StartRouter) -> None:
-    router = await start_router(CONFIG)
+    router = await start_router(DAYTIME_CONFIG)
     code, out, err = await _cli("chat", "tell me more", "--target", router.target)
     assert code == 0
     assert "tell me more" in out
