@@ -28,6 +28,7 @@ from provider_router.config_values import (
 from provider_router.connectors.factory import ConnectorSettings
 from provider_router.domain import ProviderSpec, ProviderTimeouts
 from provider_router.errors import ConfigError
+from provider_router.gc_pacer import DEFAULT_FREEZE_INTERVAL_S, DEFAULT_SWEEP_INTERVAL_S
 from provider_router.provider_config import parse_providers
 from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
@@ -58,6 +59,8 @@ class ServerSettings:
     workers: int = 1
     reflection: bool = True
     max_concurrent_rpcs: int = 0
+    gc_freeze_interval_s: float = DEFAULT_FREEZE_INTERVAL_S
+    gc_sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,8 @@ def _server(t: Table) -> ServerSettings:
         workers=int(number(t, "workers", d.workers, low=1, integer=True)),
         reflection=boolean(t, "reflection", d.reflection),
         max_concurrent_rpcs=int(number(t, "max_concurrent_rpcs", 0, low=0, integer=True)),
+        gc_freeze_interval_s=number(t, "gc_freeze_interval", d.gc_freeze_interval_s, low=0.0),
+        gc_sweep_interval_s=number(t, "gc_sweep_interval", d.gc_sweep_interval_s, low=1.0),
     )
     check_listen(settings.listen)
     t.done()

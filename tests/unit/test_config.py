@@ -59,11 +59,21 @@ def test_env_overrides_any_value(tmp_path: Path) -> None:
     assert config.logging.format == "json"
 
 
+def test_gc_pacing_defaults_and_overrides(tmp_path: Path) -> None:
+    assert load_config(None, env={}).server.gc_freeze_interval_s == 1.0
+    config = load_config(_write(tmp_path, GOOD), env={
+        "PROVIDER_ROUTER_SERVER_GC_FREEZE_INTERVAL": "0",
+        "PROVIDER_ROUTER_SERVER_GC_SWEEP_INTERVAL": "120"})
+    assert (config.server.gc_freeze_interval_s, config.server.gc_sweep_interval_s) == (0.0, 120.0)
+
+
 @pytest.mark.parametrize(("text", "key", "expected"), [
     ('[server]\nlisten = 5', "server.listen", "a string"),
     ('[server]\nlisten = "nohost"', "server.listen", "HOST:PORT"),
     ('[server]\ndrain_delay = -1', "server.drain_delay", ">= 0"),
     ('[server]\ngrace = "soon"', "server.grace", "a number"),
+    ('[server]\ngc_freeze_interval = -0.5', "server.gc_freeze_interval", ">= 0"),
+    ('[server]\ngc_sweep_interval = 0', "server.gc_sweep_interval", ">= 1"),
     ('[server]\nlisten_port = 1', "server.listen_port", "unknown key"),
     ('[logging]\nlevel = "loud"', "logging.level", "one of debug"),
     ('[bogus]\nx = 1', "bogus", "one of the sections"),

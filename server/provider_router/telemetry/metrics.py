@@ -70,6 +70,11 @@ class Metrics:
             "provider_router_event_loop_lag_seconds",
             "How late the event loop ran a timer: time it could not serve anything else.",
             buckets=LOOP_LAG_BUCKETS, registry=self.registry)
+        self.gc_sweeps = Histogram(
+            "provider_router_gc_sweep_seconds",
+            "Full garbage-collector sweeps of the paced heap (see gc_pacer.py): the one pause "
+            "that grows with the number of live objects.",
+            buckets=LOOP_LAG_BUCKETS, registry=self.registry)
         self.loop_stalls = Counter(
             "provider_router_event_loop_stalls",
             "Times the event loop was blocked longer than the stall threshold.",
