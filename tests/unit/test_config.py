@@ -60,7 +60,7 @@ def test_env_overrides_any_value(tmp_path: Path) -> None:
 
 
 def test_gc_pacing_defaults_and_overrides(tmp_path: Path) -> None:
-    assert load_config(None, env={}).server.gc_freeze_interval_s == 1.0
+    assert load_config(None, env={}).server.gc_freeze_interval_s == 0.25
     config = load_config(_write(tmp_path, GOOD), env={
         "PROVIDER_ROUTER_SERVER_GC_FREEZE_INTERVAL": "0",
         "PROVIDER_ROUTER_SERVER_GC_SWEEP_INTERVAL": "120"})
