@@ -44,12 +44,13 @@ def field(value: Json | None, *keys: str) -> JsonValue:
     """The value at a path of object keys, or None."""
     current: Json | None = value
     for key in keys:
-        if not isinstance(current, Mapping):
+        # type() first: decoded JSON is plain dicts, and the Mapping ABC check is slow.
+        if type(current) is not dict and not isinstance(current, Mapping):
             return None
         current = current.get(key)
-    if isinstance(current, dict) or not isinstance(current, Mapping):
-        return current
-    return dict(current)  # only read-only views from domain objects are copied
+    if type(current) is not dict and isinstance(current, Mapping):
+        return dict(current)  # only read-only views from domain objects are copied
+    return current
 
 
 def items(value: JsonValue | None) -> list[JsonValue]:
