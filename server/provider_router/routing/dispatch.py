@@ -227,13 +227,25 @@ class Dispatcher:
             if not await self._admitted(spec, target, chain):
                 return
             progress = _Progress(time.perf_counter())
-            attempt = self._stream_attempt(spec, target, provider_request,
-                                           self._attempt_deadline(deadline, spec, remaining),
-                                           chain, progress)
+            attempt_deadline = self._attempt_deadline(deadline, spec, remaining)
             try:
-                async with contextlib.aclosing(attempt) as events:
-                    async for event in events:
-                        yield event
+                # One attempt inside the breaker; success is recorded when the finish event
+                # arrives. Inline, not a generator of its own: a layer costs a resumption
+                # per event of every stream.
+                with self._r.breakers.guard(target.provider, target.model), \
+                        self._in_flight(spec.name), self._pool.lease(spec) as connector:
+                    # aclosing: a cancelled caller closes the upstream request at once.
+                    async with contextlib.aclosing(
+                            connector.stream(provider_request, attempt_deadline)) as events:
+                        async for event in events:
+                            progress.saw(event)
+                            if isinstance(event, d.StreamFinish):
+                                # Recorded before the router builds its end event.
+                                self._succeeded(chain, target, progress.started,
+                                                progress.ttft_s())
+                                yield event
+                                break
+                            yield event
             except BreakerOpenError as error:
                 self._record(chain, _skip(target, error.reason, error.message))
                 await self._released(spec, chain)
@@ -267,23 +279,6 @@ class Dispatcher:
         self._failed(chain, spec, target, progress.started, cut, broken=progress.deltas > 0)
         if progress.deltas:
             raise BrokenStreamError(cut, progress.deltas)
-
-    async def _stream_attempt(self, spec: d.ProviderSpec, target: d.RouteTarget,
-                              request: d.ProviderRequest, deadline: Deadline, chain: Chain,
-                              progress: _Progress) -> AsyncGenerator[d.StreamEvent, None]:
-        """One attempt inside the breaker; records success when the finish event arrives."""
-        with self._r.breakers.guard(target.provider, target.model), \
-                self._in_flight(spec.name), self._pool.lease(spec) as connector:
-            # aclosing: a cancelled caller closes the upstream request at once.
-            async with contextlib.aclosing(connector.stream(request, deadline)) as events:
-                async for event in events:
-                    progress.saw(event)
-                    if isinstance(event, d.StreamFinish):
-                        # Recorded before the router builds its end event.
-                        self._succeeded(chain, target, progress.started, progress.ttft_s())
-                        yield event
-                        return
-                    yield event
 
 
 class _InFlight:

@@ -89,17 +89,25 @@ class StreamChain:
         index = 0
         while index < len(targets) and not run.finished:
             target = targets[index]
-            spec = self._specs(target.provider)
-            if spec is None or not self._dispatcher.fits_context(spec, target.model, run.chain):
+            spec = self._usable(target, run, deadline)
+            if spec is None:
                 index += 1
                 continue
-            if deadline.expired():
-                raise DeadlineExceededError(attempts=tuple(run.chain.attempts))
             current = self._request_for(request, spec, run)
+            events = self._dispatcher.stream(spec, target, current, deadline,
+                                             len(targets) - index - 1, run.chain)
             try:
-                async for event in self._attempt(spec, target, current, targets, index, run,
-                                                 deadline, cost):
-                    yield event
+                # Relayed inline, not through a generator of its own: a layer costs a
+                # resumption per event of every stream.
+                async with contextlib.aclosing(events) as upstream:
+                    async for event in upstream:
+                        if run.started and not run.restart_reason and not isinstance(
+                                event, d.StreamFinish):
+                            run.delta(event)  # a delta mid-stream, nearly every event
+                            yield event
+                            continue
+                        for out in self._relay(event, spec, target, run, cost):
+                            yield out
             except ProviderRejectedError:
                 if current is request:
                     raise
@@ -113,21 +121,15 @@ class StreamChain:
         if unfinished is not None:
             raise unfinished
 
-    async def _attempt(self, spec: d.ProviderSpec, target: d.RouteTarget,
-                       request: d.ChatRequest, targets: tuple[d.RouteTarget, ...], index: int,
-                       run: StreamRun, deadline: Deadline, cost: CostFn
-                       ) -> AsyncGenerator[d.RouterStreamEvent, None]:
-        remaining = len(targets) - index - 1
-        events = self._dispatcher.stream(spec, target, request, deadline, remaining, run.chain)
-        async with contextlib.aclosing(events) as upstream:
-            async for event in upstream:
-                if run.started and not run.restart_reason and not isinstance(
-                        event, d.StreamFinish):
-                    run.delta(event)  # a delta mid-stream, nearly every event: pass it on
-                    yield event
-                    continue
-                for out in self._relay(event, spec, target, run, cost):
-                    yield out
+    def _usable(self, target: d.RouteTarget, run: StreamRun, deadline: Deadline
+                ) -> d.ProviderSpec | None:
+        """The target's spec if it is worth an attempt; raises once the deadline passed."""
+        spec = self._specs(target.provider)
+        if spec is None or not self._dispatcher.fits_context(spec, target.model, run.chain):
+            return None
+        if deadline.expired():
+            raise DeadlineExceededError(attempts=tuple(run.chain.attempts))
+        return spec
 
     def _relay(self, event: d.StreamEvent, spec: d.ProviderSpec, target: d.RouteTarget,
                run: StreamRun, cost: CostFn) -> list[d.RouterStreamEvent]:
