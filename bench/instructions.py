@@ -46,7 +46,13 @@ CALLS: dict[str, tuple[str, str]] = {
     "stream20": ("stream", configs.CHUNKY),
     "route": ("route", configs.FAST),
 }
-_TOTALS = re.compile(r"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
+_TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
+
+
+def instructions_in(dump: str) -> int:
+    """The instruction count of one callgrind dump (its `totals:` line; the `summary:` line
+    of the header says the same)."""
+    return sum(int(m.group(1)) for m in _TOTALS.finditer(dump))
 
 
 def _callgrind(out: Path) -> list[str]:
@@ -117,7 +123,7 @@ def measure(process: Process, target: str, logs: Path, name: str, calls: int, wa
     asyncio.run(run())
     _control("--dump", str(process.pid))
     dumps = sorted(set(logs.glob("callgrind.*")) - before, key=lambda p: p.stat().st_mtime)
-    total = sum(int(m.group(1)) for d in dumps for m in _TOTALS.finditer(d.read_text()))
+    total = sum(instructions_in(d.read_text()) for d in dumps)
     for dump in dumps:
         dump.unlink()
     return total / calls

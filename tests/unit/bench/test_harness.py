@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import configs, report
+from bench.instructions import instructions_in
 from bench.loop_lag import parse
 from bench.mock_upstream import Shape, parse_shape
 from bench.stats import median, per_request_ms, percentile, rate, summary_ms
@@ -108,3 +109,10 @@ def test_generated_server_config_is_valid(tmp_path: Path) -> None:
 def test_an_exposition_without_the_probe_is_not_read_as_zero_lag() -> None:
     with pytest.raises(ValueError):
         parse("provider_router_rpcs_total 3.0\n")
+
+
+def test_instruction_counts_are_read_from_a_callgrind_dump() -> None:
+    dump = ("version: 1\ncreator: callgrind-3.19.0\npid: 42\ncmd:  python\npart: 1\n"
+            "events: Ir\nfn=(1) main\n0 5\nsummary: 1234567\n\n\ntotals: 1234567\n")
+    assert instructions_in(dump) == 1234567  # the summary repeats the total: counted once
+    assert instructions_in("events: Ir\n") == 0
