@@ -186,12 +186,10 @@ class _Breaker:
 
     def allows(self, now: float) -> bool:
         """Whether `admit` would let a call through now."""
-        if self._storage.state == pybreaker.STATE_CLOSED:
+        state = self._storage.state
+        if state == pybreaker.STATE_CLOSED:
             return True
-        state = self.state()
-        if state is BreakerState.CLOSED:
-            return True
-        if state is BreakerState.HALF_OPEN:
+        if state == pybreaker.STATE_HALF_OPEN:
             return not self._trial
         return self.open_for(now) <= 0.0
 

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from provider_router import domain as d
-from provider_router.errors import ContentPolicyError, ContextLengthError, ProviderError
+from provider_router.errors import (
+    ContentPolicyError,
+    ContextLengthError,
+    DeadlineExceededError,
+    ProviderError,
+)
 from provider_router.resilience.breaker import BreakerOpenError, ProviderBreakers
 from provider_router.resilience.deadline import Deadline
 from provider_router.resilience.ratelimit import RateLimiter
@@ -65,6 +70,15 @@ class Resilience:
 def _skip(target: d.RouteTarget, reason: str, error: str = "") -> d.Attempt:
     return d.Attempt(target.provider, target.model, d.AttemptOutcome.SKIPPED, 0.0,
                      error=error, reason=reason)
+
+
+def _fits_context(spec: d.ProviderSpec, model: str, chain: Chain) -> bool:
+    """After a context-length error, only a model with a larger known window is worth it."""
+    if not chain.min_context_window:
+        return True
+    found = spec.model(model)
+    return found is None or found.context_window == 0 or (
+        found.context_window >= chain.min_context_window)
 
 
 def _carry_attempts(error: ProviderError, chain: Chain) -> None:
@@ -116,13 +130,15 @@ class Dispatcher:
 
     # --- admission and policy ---------------------------------------------------------------
 
-    def fits_context(self, spec: d.ProviderSpec, model: str, chain: Chain) -> bool:
-        """After a context-length error, only a model with a larger known window is worth it."""
-        if not chain.min_context_window:
-            return True
-        found = spec.model(model)
-        return found is None or found.context_window == 0 or (
-            found.context_window >= chain.min_context_window)
+    def usable(self, spec: d.ProviderSpec | None, target: d.RouteTarget, chain: Chain,
+               deadline: Deadline) -> d.ProviderSpec | None:
+        """The target's current spec if it is worth an attempt (still registered, and large
+        enough after a context-length error); raises once the deadline has passed."""
+        if spec is None or not _fits_context(spec, target.model, chain):
+            return None
+        if deadline.expired():
+            raise DeadlineExceededError(attempts=tuple(chain.attempts))
+        return spec
 
     async def admit(self, spec: d.ProviderSpec, target: d.RouteTarget, chain: Chain) -> bool:
         """Take rate-limit capacity for the call, or record why the target is skipped."""
@@ -228,23 +244,23 @@ class Dispatcher:
                 return
             progress = _Progress(time.perf_counter())
             attempt_deadline = self._attempt_deadline(deadline, spec, remaining)
+            finish: d.StreamFinish | None = None
             try:
-                # One attempt inside the breaker; success is recorded when the finish event
-                # arrives. Inline, not a generator of its own: a layer costs a resumption
-                # per event of every stream.
+                # One attempt inside the breaker. Inline, not a generator of its own: a layer
+                # costs a resumption per event of every stream.
                 with self._r.breakers.guard(target.provider, target.model), \
                         self._in_flight(spec.name), self._pool.lease(spec) as connector:
                     # aclosing: a cancelled caller closes the upstream request at once.
                     async with contextlib.aclosing(
                             connector.stream(provider_request, attempt_deadline)) as events:
                         async for event in events:
-                            progress.saw(event)
                             if isinstance(event, d.StreamFinish):
                                 # Recorded before the router builds its end event.
                                 self._succeeded(chain, target, progress.started,
                                                 progress.ttft_s())
-                                yield event
+                                finish = event
                                 break
+                            progress.delta()
                             yield event
             except BreakerOpenError as error:
                 self._record(chain, _skip(target, error.reason, error.message))
@@ -255,8 +271,12 @@ class Dispatcher:
                                             deadline):
                     continue
                 return
-            if not progress.finished:
+            if finish is None:
                 self._cut(chain, spec, target, progress)
+                return
+            # Yielded only once the breaker and the in-flight count have the success: a caller
+            # that leaves on the finish event (GeneratorExit here) must not undo either.
+            yield finish
             return
 
     async def _retry_stream(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
@@ -303,19 +323,15 @@ class _InFlight:
 class _Progress:
     """How far one stream attempt got."""
 
-    __slots__ = ("deltas", "finished", "first_at", "started")
+    __slots__ = ("deltas", "first_at", "started")
 
     def __init__(self, started: float) -> None:
         self.started = started
         self.deltas = 0
-        self.finished = False
         self.first_at: float | None = None
 
-    def saw(self, event: d.StreamEvent) -> None:
-        """Count an event."""
-        if isinstance(event, d.StreamFinish):
-            self.finished = True
-            return
+    def delta(self) -> None:
+        """Count a delta."""
         self.deltas += 1
         if self.first_at is None:
             self.first_at = time.perf_counter()

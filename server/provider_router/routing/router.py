@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from provider_router import domain as d
 from provider_router.connectors.factory import resolve_api_key
 from provider_router.errors import (
-    DeadlineExceededError,
     InvalidRequestError,
     NoCandidateError,
     RateLimitedError,
@@ -125,11 +124,10 @@ class Router:
         targets = self._targets(decision)
         for rounds in range(2):
             for index, target in enumerate(targets):
-                spec = self._spec(target.provider)
-                if spec is None or not self._dispatcher.fits_context(spec, target.model, chain):
+                spec = self._dispatcher.usable(self._spec(target.provider), target, chain,
+                                               deadline)
+                if spec is None:
                     continue
-                if deadline.expired():
-                    raise DeadlineExceededError(attempts=tuple(chain.attempts))
                 result = await self._dispatcher.chat(spec, target, request, deadline,
                                                      len(targets) - index - 1, chain)
                 if result is not None:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 
 from provider_router import domain as d
 from provider_router.errors import (
-    DeadlineExceededError,
     ProviderRejectedError,
     RouterError,
     StreamBrokenError,
@@ -89,7 +88,8 @@ class StreamChain:
         index = 0
         while index < len(targets) and not run.finished:
             target = targets[index]
-            spec = self._usable(target, run, deadline)
+            spec = self._dispatcher.usable(self._specs(target.provider), target, run.chain,
+                                           deadline)
             if spec is None:
                 index += 1
                 continue
@@ -120,16 +120,6 @@ class StreamChain:
         unfinished = self._unfinished(run)
         if unfinished is not None:
             raise unfinished
-
-    def _usable(self, target: d.RouteTarget, run: StreamRun, deadline: Deadline
-                ) -> d.ProviderSpec | None:
-        """The target's spec if it is worth an attempt; raises once the deadline passed."""
-        spec = self._specs(target.provider)
-        if spec is None or not self._dispatcher.fits_context(spec, target.model, run.chain):
-            return None
-        if deadline.expired():
-            raise DeadlineExceededError(attempts=tuple(run.chain.attempts))
-        return spec
 
     def _relay(self, event: d.StreamEvent, spec: d.ProviderSpec, target: d.RouteTarget,
                run: StreamRun, cost: CostFn) -> list[d.RouterStreamEvent]:

@@ -285,6 +285,29 @@ async def test_an_outcome_from_before_a_transition_is_ignored(clock: FakeClock) 
     assert breakers.state("p", "m") is OPEN
 
 
+async def test_a_failure_admitted_while_closed_is_ignored_once_the_breaker_cycled(
+        clock: FakeClock) -> None:
+    # Closed again, but in a later epoch: the shared closed permit of the first one is stale.
+    breakers = make(clock, fail_max=1)
+    release = asyncio.Event()
+
+    async def slow_failure() -> None:
+        with breakers.guard("p", "m"):
+            await release.wait()
+            raise server_error()
+
+    task = asyncio.create_task(slow_failure())
+    await asyncio.sleep(0)
+    await trip(breakers)
+    clock.advance(30.0)
+    await succeed(breakers)
+    assert breakers.state("p", "m") is CLOSED
+    release.set()
+    with pytest.raises(ProviderServerError):
+        await task
+    assert breakers.state("p", "m") is CLOSED
+
+
 # --- listeners ----------------------------------------------------------------------------------
 
 

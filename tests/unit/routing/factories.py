@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tomllib
 from collections.abc import Mapping, Sequence
 
 from provider_router.domain import (
@@ -22,8 +23,42 @@ from provider_router.domain import (
 )
 from provider_router.routing.planner import Planner
 from provider_router.routing.registry import Registry
-from provider_router.routing.settings import RoutingSettings
+from provider_router.routing.settings import RoutingSettings, parse_routing_settings
 from provider_router.state.memory import MemoryStateStore
+
+# The [routing] example the format was specified with: test_settings loads it as is,
+# test_planner routes by it (with two rules more).
+ISSUE_FORMAT = """
+[routing]
+enabled = true
+default_provider = "anthropic"
+default_model = "claude-sonnet-4-5"
+
+[[routing.rules]]
+name = "critical-issues-opus"
+priority = 100
+conditions = { priority = "critical" }
+provider = "anthropic"
+model = "claude-opus-4"
+
+[[routing.rules]]
+name = "retry-use-haiku"
+priority = 95
+conditions = { retry_count = { gte = 1 } }
+model = "claude-haiku-4"          # provider omitted: any provider serving the model
+
+[[routing.rules]]
+name = "off-hours-haiku"
+priority = 70
+conditions = { hour_range = [0, 8] }
+provider = "anthropic"
+model = "claude-haiku-4"
+"""
+
+
+def parse_settings(text: str) -> RoutingSettings:
+    """The RoutingSettings of a TOML document's [routing] table."""
+    return parse_routing_settings(tomllib.loads(text).get("routing", {}))
 
 
 def provider(name: str, *models: str | ModelSpec, priority: int = 0, weight: float = 1.0,

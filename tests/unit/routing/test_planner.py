@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from datetime import UTC, datetime
 
 import pytest
@@ -18,39 +17,24 @@ from provider_router.domain import (
 from provider_router.errors import UnavailableError, UnknownModelError
 from provider_router.routing.planner import Planner
 from provider_router.routing.rules import Rule
-from provider_router.routing.settings import RoutingSettings, parse_routing_settings
+from provider_router.routing.settings import RoutingSettings
+from provider_router.routing.strategies import STRATEGIES
 
-from .factories import FakeGate, make_planner, make_registry, names, provider, request
+from .factories import (
+    ISSUE_FORMAT,
+    FakeGate,
+    make_planner,
+    make_registry,
+    names,
+    parse_settings,
+    provider,
+    request,
+)
 
 NOON = datetime(2026, 1, 1, 12, tzinfo=UTC)
 NIGHT = datetime(2026, 1, 1, 3, tzinfo=UTC)
 
-POLICY = """
-[routing]
-enabled = true
-default_provider = "anthropic"
-default_model = "claude-sonnet-4-5"
-
-[[routing.rules]]
-name = "critical-issues-opus"
-priority = 100
-conditions = { priority = "critical" }
-provider = "anthropic"
-model = "claude-opus-4"
-
-[[routing.rules]]
-name = "retry-use-haiku"
-priority = 95
-conditions = { retry_count = { gte = 1 } }
-model = "claude-haiku-4"
-
-[[routing.rules]]
-name = "off-hours-haiku"
-priority = 70
-conditions = { hour_range = [0, 8] }
-provider = "anthropic"
-model = "claude-haiku-4"
-
+POLICY = ISSUE_FORMAT + """
 [[routing.rules]]
 name = "free-tier-cheapest"
 priority = 50
@@ -72,7 +56,7 @@ SPECS = (
 
 
 def policy() -> RoutingSettings:
-    return parse_routing_settings(tomllib.loads(POLICY)["routing"])
+    return parse_settings(POLICY)
 
 
 async def planner_for(settings: RoutingSettings, *specs: ProviderSpec,
@@ -203,6 +187,16 @@ async def test_the_explanation_covers_every_candidate() -> None:
     assert reports["d"].exclusion is ExclusionReason.EXCLUDED_BY_CALLER
     lean = planner.decide(request("m", exclude=frozenset({"d"})), explain=False)
     assert lean.targets == decision.targets and lean.candidates == ()
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+async def test_a_lone_candidate_is_chosen_alike_with_or_without_an_explanation(
+        strategy: Strategy) -> None:
+    # Without an explanation the planner skips the strategy for a lone eligible candidate.
+    planner = await planner_for(RoutingSettings(), provider("a"), provider("b", enabled=False))
+    asked = request("m", strategy=strategy)
+    lean = planner.decide(asked, explain=False)
+    assert lean.targets == planner.decide(asked).targets == (RouteTarget("a", "m"),)
 
 
 async def test_no_eligible_candidate_is_unavailable_naming_each_exclusion() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from datetime import UTC
 
 import pytest
@@ -16,36 +15,8 @@ from provider_router.routing.settings import (
     parse_routing_settings,
 )
 
-ISSUE_FORMAT = """
-[routing]
-enabled = true
-default_provider = "anthropic"
-default_model = "claude-sonnet-4-5"
-
-[[routing.rules]]
-name = "critical-issues-opus"
-priority = 100
-conditions = { priority = "critical" }
-provider = "anthropic"
-model = "claude-opus-4"
-
-[[routing.rules]]
-name = "retry-use-haiku"
-priority = 95
-conditions = { retry_count = { gte = 1 } }
-model = "claude-haiku-4"          # provider omitted: any provider serving the model
-
-[[routing.rules]]
-name = "off-hours-haiku"
-priority = 70
-conditions = { hour_range = [0, 8] }
-provider = "anthropic"
-model = "claude-haiku-4"
-"""
-
-
-def parse(text: str) -> RoutingSettings:
-    return parse_routing_settings(tomllib.loads(text).get("routing", {}))
+from .factories import ISSUE_FORMAT
+from .factories import parse_settings as parse
 
 
 def test_the_issue_format_loads_as_is() -> None:
