@@ -115,8 +115,11 @@ class FakeUpstream:
         raise NotImplementedError
 
     def authorized(self, request: web.Request) -> bool:
-        """Whether the request carries the required key."""
-        raise NotImplementedError
+        """Whether the request carries the required key; a Bearer key unless the protocol
+        says otherwise (OpenAI, and Ollama behind a proxy)."""
+        if self.required_key is None:
+            return True
+        return request.headers.get("Authorization") == f"Bearer {self.required_key}"
 
     def error_body(self, status: int, code: str, message: str) -> Json:
         """The protocol's error body."""

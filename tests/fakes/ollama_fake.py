@@ -28,12 +28,6 @@ class OllamaFake(FakeUpstream):
         app.router.add_post("/api/chat", self._chat)
         app.router.add_get("/api/tags", self._tags)
 
-    def authorized(self, request: web.Request) -> bool:
-        """Bearer key check when a key is required (Ollama behind a proxy)."""
-        if self.required_key is None:
-            return True
-        return request.headers.get("Authorization") == f"Bearer {self.required_key}"
-
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request) or {}
         # Ollama streams unless told not to.

@@ -27,12 +27,6 @@ class OpenAIFake(FakeUpstream):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
 
-    def authorized(self, request: web.Request) -> bool:
-        """Bearer key check (when a key is required)."""
-        if self.required_key is None:
-            return True
-        return request.headers.get("Authorization") == f"Bearer {self.required_key}"
-
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request) or {}
         return await self.serve_chat(request, body, str(body.get("model", "")),

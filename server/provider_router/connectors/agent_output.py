@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from provider_router.connectors.anthropic import input_tokens
 from provider_router.connectors.errormap import scrub
 from provider_router.connectors.payload import field, integer, items, obj, parse_json, text
 from provider_router.connectors.streaming import estimate_usage
@@ -91,10 +92,9 @@ class AgentOutput:
 
 
 def _usage(usage: JsonObject) -> Usage | None:
+    # Claude Code reports the Messages API's usage shape, cache reads and writes included.
     if "input_tokens" not in usage and "output_tokens" not in usage:
         return None
-    prompt = (integer(usage.get("input_tokens"))
-              + integer(usage.get("cache_creation_input_tokens"))
-              + integer(usage.get("cache_read_input_tokens")))
+    prompt = input_tokens(usage)
     completion = integer(usage.get("output_tokens"))
     return Usage(prompt, completion, prompt + completion)

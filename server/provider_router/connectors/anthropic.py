@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from provider_router.connectors.errormap import ErrorRule, map_with_table, parse_error_body, rule
+from provider_router.connectors.errormap import ErrorRule, rule, table_mapper
 from provider_router.connectors.http import HttpCall
 from provider_router.connectors.media import inline
 from provider_router.connectors.payload import (
@@ -24,13 +24,8 @@ from provider_router.connectors.payload import (
     to_json_dict,
 )
 from provider_router.connectors.remote import RemoteConnector, WireProtocol
-from provider_router.connectors.settings import (
-    ConnectorSettings,
-    base_url,
-    missing_key_hint,
-    resolve_api_key,
-)
-from provider_router.connectors.streaming import SseDecoder, StreamDecoder, StreamState
+from provider_router.connectors.settings import ConnectorSettings, base_url, require_api_key
+from provider_router.connectors.streaming import SseDecoder, StreamState
 from provider_router.domain import (
     ChatMessage,
     ChatResult,
@@ -53,10 +48,8 @@ from provider_router.errors import (
     ContentPolicyError,
     ContextLengthError,
     ProviderAuthError,
-    ProviderError,
     ProviderRateLimitError,
     ProviderServerError,
-    ProviderUnavailableError,
 )
 
 # https://docs.anthropic.com/en/api/handling-stop-reasons
@@ -84,10 +77,8 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
 _JSON_INSTRUCTION = "Respond with one JSON value only, with no text before or after it."
 
 
-def map_error(provider: str, status: int, body_text: str,
-              headers: Mapping[str, str]) -> ProviderError:
-    """Classify an Anthropic error response or in-stream `error` event."""
-    return map_with_table(provider, status, parse_error_body(body_text), headers, ERROR_TABLE)
+map_error = table_mapper(ERROR_TABLE)
+"""Classify an Anthropic error response or in-stream `error` event."""
 
 
 # --- request ----------------------------------------------------------------------------------
@@ -95,9 +86,7 @@ def map_error(provider: str, status: int, body_text: str,
 
 def headers_for(spec: ProviderSpec, settings: ConnectorSettings) -> dict[str, str]:
     """Extra headers from the spec, then `x-api-key` and `anthropic-version`."""
-    key = resolve_api_key(spec, settings.env)
-    if not key:
-        raise ProviderUnavailableError(spec.name, missing_key_hint(spec))
+    key = require_api_key(spec, settings.env)
     headers = dict(spec.headers)
     headers["x-api-key"] = key.reveal()
     headers["anthropic-version"] = settings.anthropic_version
@@ -244,11 +233,6 @@ def from_response(provider: str, body: JsonValue, request: ProviderRequest) -> C
                       text(field(body, "id")))
 
 
-def from_stream_event(state: AnthropicStreamState, event: str, data: str) -> list[StreamEvent]:
-    """Events from one SSE event, given the stream's state so far."""
-    return state.on_chunk(event, data)
-
-
 class AnthropicStreamState(StreamState):
     """Messages API stream events → domain events; `message_stop` terminates."""
 
@@ -319,11 +303,8 @@ class AnthropicStreamState(StreamState):
         self.usage = Usage(self._prompt, self._completion, self._prompt + self._completion)
 
 
-def _decoder(provider: str, request: ProviderRequest) -> StreamDecoder:
-    return SseDecoder(AnthropicStreamState(provider, request))
-
-
-PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response, decoder=_decoder,
+PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response,
+                        stream_state=AnthropicStreamState, framing=SseDecoder,
                         probe_request=probe_request, map_error=map_error)
 """This module's wire translation, as the shared HTTP connector uses it."""
 

@@ -119,12 +119,10 @@ class CommandConnector:
         async with aclosing(self._run(request, deadline, streaming=False)) as events:
             return await collect(self.spec.name, events, request.model)
 
-    async def stream(self, request: ProviderRequest,
-                     deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
-        """Stream the agent's output as it prints it."""
-        async with aclosing(self._run(request, deadline, streaming=True)) as events:
-            async for event in events:
-                yield event
+    def stream(self, request: ProviderRequest,
+               deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
+        """Stream the agent's output as it prints it; closing the stream kills the agent."""
+        return self._run(request, deadline, streaming=True)
 
     async def probe(self) -> ProbeResult:
         """Availability only: running an agent would spend tokens."""

@@ -1,8 +1,9 @@
 """Declarative error tables: provider status + body → one `ProviderError` class.
 
-Each provider module declares a tuple of `ErrorRule`s; the first rule that matches the
-HTTP status, the provider's error codes and the message markers wins, and the status
-fallback handles everything else. Retry hints come from one shared header parser.
+Each provider module declares a tuple of `ErrorRule`s and gets its `map_error` from
+`table_mapper`; the first rule that matches the HTTP status, the provider's error codes
+and the message markers wins, and the status fallback handles everything else. Retry
+hints come from one shared header parser.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from provider_router.connectors.payload import field, items, obj, parse_json, text
@@ -22,6 +23,9 @@ from provider_router.errors import (
     ProviderRejectedError,
     ProviderServerError,
 )
+
+ErrorMapper = Callable[[str, int, str, Mapping[str, str]], ProviderError]
+"""A provider's map_error: (provider, status, body text, headers) → error."""
 
 # Long enough to explain, short enough for a log line or a gRPC status message.
 _MAX_MESSAGE = 300
@@ -118,6 +122,16 @@ def map_with_table(provider: str, status: int, body: ErrorBody, headers: Mapping
     detail = scrub(body.message) or "no error message"
     return error_class(provider, f"{where}: {detail}", status_code=status,
                        retry_after_s=parse_retry_after(headers))
+
+
+def table_mapper(table: tuple[ErrorRule, ...]) -> ErrorMapper:
+    """A provider's `map_error`: its error body (or in-stream error) parsed, then classified
+    with its table."""
+    def map_error(provider: str, status: int, body_text: str,
+                  headers: Mapping[str, str]) -> ProviderError:
+        return map_with_table(provider, status, parse_error_body(body_text), headers, table)
+
+    return map_error
 
 
 def scrub(message: str) -> str:

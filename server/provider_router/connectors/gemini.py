@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from provider_router.connectors.errormap import ErrorRule, map_with_table, parse_error_body, rule
+from provider_router.connectors.errormap import ErrorRule, rule, table_mapper
 from provider_router.connectors.http import HttpCall
 from provider_router.connectors.media import inline
 from provider_router.connectors.payload import (
@@ -29,18 +29,8 @@ from provider_router.connectors.payload import (
     to_json_dict,
 )
 from provider_router.connectors.remote import RemoteConnector, WireProtocol
-from provider_router.connectors.settings import (
-    ConnectorSettings,
-    base_url,
-    missing_key_hint,
-    resolve_api_key,
-)
-from provider_router.connectors.streaming import (
-    SseDecoder,
-    StreamDecoder,
-    StreamState,
-    estimate_usage,
-)
+from provider_router.connectors.settings import ConnectorSettings, base_url, require_api_key
+from provider_router.connectors.streaming import SseDecoder, StreamState, estimate_usage
 from provider_router.domain import (
     ChatMessage,
     ChatRequest,
@@ -62,11 +52,9 @@ from provider_router.errors import (
     ContentPolicyError,
     ContextLengthError,
     ProviderAuthError,
-    ProviderError,
     ProviderProtocolError,
     ProviderRateLimitError,
     ProviderServerError,
-    ProviderUnavailableError,
 )
 
 # https://ai.google.dev/api/generate-content#FinishReason
@@ -98,10 +86,8 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
 )
 
 
-def map_error(provider: str, status: int, body_text: str,
-              headers: Mapping[str, str]) -> ProviderError:
-    """Classify a Gemini error response (google.rpc.Status) or in-stream error."""
-    return map_with_table(provider, status, parse_error_body(body_text), headers, ERROR_TABLE)
+map_error = table_mapper(ERROR_TABLE)
+"""Classify a Gemini error response (google.rpc.Status) or in-stream error."""
 
 
 # --- request ----------------------------------------------------------------------------------
@@ -109,9 +95,7 @@ def map_error(provider: str, status: int, body_text: str,
 
 def headers_for(spec: ProviderSpec, settings: ConnectorSettings) -> dict[str, str]:
     """Extra headers from the spec, then `x-goog-api-key`."""
-    key = resolve_api_key(spec, settings.env)
-    if not key:
-        raise ProviderUnavailableError(spec.name, missing_key_hint(spec))
+    key = require_api_key(spec, settings.env)
     headers = dict(spec.headers)
     headers["x-goog-api-key"] = key.reveal()
     return headers
@@ -302,11 +286,6 @@ def from_response(provider: str, body: JsonValue, request: ProviderRequest) -> C
                       text(field(body, "responseId")))
 
 
-def from_stream_event(state: GeminiStreamState, data: str) -> list[StreamEvent]:
-    """Events from one SSE `data:` payload, given the stream's state so far."""
-    return state.on_chunk("message", data)
-
-
 class GeminiStreamState(StreamState):
     """streamGenerateContent responses → events; finishes once a finishReason arrived."""
 
@@ -337,11 +316,8 @@ class GeminiStreamState(StreamState):
         return events
 
 
-def _decoder(provider: str, request: ProviderRequest) -> StreamDecoder:
-    return SseDecoder(GeminiStreamState(provider, request))
-
-
-PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response, decoder=_decoder,
+PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response,
+                        stream_state=GeminiStreamState, framing=SseDecoder,
                         probe_request=probe_request, map_error=map_error)
 """This module's wire translation, as the shared HTTP connector uses it."""
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
 
+from provider_router.connectors.errormap import ErrorMapper
 from provider_router.connectors.payload import dumps, parse_json
 from provider_router.connectors.streaming import StreamDecoder
 from provider_router.connectors.timing import PhaseClock, PhaseTimeouts
@@ -30,9 +31,6 @@ from provider_router.errors import (
     ProviderUnavailableError,
 )
 from provider_router.resilience.deadline import Deadline
-
-ErrorMapper = Callable[[str, int, str, Mapping[str, str]], ProviderError]
-"""A provider's map_error: (provider, status, body text, headers) → error."""
 
 DEFAULT_POOL_LIMIT = 100
 """Connections per provider when its spec sets no max_concurrent."""

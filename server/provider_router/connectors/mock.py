@@ -12,7 +12,6 @@ It never touches the network; usage is estimated.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 
 from provider_router.connectors import openai
 from provider_router.connectors.payload import dumps
@@ -97,12 +96,13 @@ class MockConnector:
         return await collect(self.spec.name, self._events(request, deadline, streaming=False),
                              request.model)
 
-    async def stream(self, request: ProviderRequest,
-                     deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
-        """Stream the mock answer chunk by chunk, then one StreamFinish."""
-        async with aclosing(self._events(request, deadline, streaming=True)) as events:
-            async for event in events:
-                yield event
+    def stream(self, request: ProviderRequest,
+               deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
+        """Stream the mock answer chunk by chunk, then one StreamFinish.
+
+        The event generator itself, not one wrapped around it (a layer costs a resumption
+        per event); whoever iterates it closes it, as for the HTTP connectors."""
+        return self._events(request, deadline, streaming=True)
 
     async def _events(self, request: ProviderRequest, deadline: Deadline, *,
                       streaming: bool) -> AsyncGenerator[StreamEvent, None]:

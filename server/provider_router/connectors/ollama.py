@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from provider_router.connectors.errormap import ErrorRule, map_with_table, parse_error_body, rule
+from provider_router.connectors.errormap import ErrorRule, rule, table_mapper
 from provider_router.connectors.http import HttpCall
 from provider_router.connectors.media import inline
 from provider_router.connectors.payload import (
@@ -26,13 +26,8 @@ from provider_router.connectors.payload import (
     to_json_dict,
 )
 from provider_router.connectors.remote import RemoteConnector, WireProtocol
-from provider_router.connectors.settings import ConnectorSettings, base_url, resolve_api_key
-from provider_router.connectors.streaming import (
-    NdjsonDecoder,
-    StreamDecoder,
-    StreamState,
-    estimate_usage,
-)
+from provider_router.connectors.settings import ConnectorSettings, base_url, bearer_headers
+from provider_router.connectors.streaming import NdjsonDecoder, StreamState, estimate_usage
 from provider_router.domain import (
     ChatMessage,
     ChatRequest,
@@ -50,7 +45,7 @@ from provider_router.domain import (
     ToolChoiceMode,
     Usage,
 )
-from provider_router.errors import ContextLengthError, ProviderError, ProviderRejectedError
+from provider_router.errors import ContextLengthError, ProviderRejectedError
 
 _DONE_REASON: Mapping[str, FinishReason] = MappingProxyType({
     "stop": FinishReason.STOP,
@@ -63,23 +58,11 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
 )
 
 
-def map_error(provider: str, status: int, body_text: str,
-              headers: Mapping[str, str]) -> ProviderError:
-    """Classify an Ollama error ({"error": "text"}) by status and message."""
-    return map_with_table(provider, status, parse_error_body(body_text), headers, ERROR_TABLE)
+map_error = table_mapper(ERROR_TABLE)
+"""Classify an Ollama error ({"error": "text"}) by status and message."""
 
 
 # --- request ----------------------------------------------------------------------------------
-
-
-def headers_for(spec: ProviderSpec, settings: ConnectorSettings) -> dict[str, str]:
-    """Extra headers from the spec, plus a Bearer key when one is set (Ollama behind a proxy
-    or Ollama's hosted API); a local Ollama needs none."""
-    headers = dict(spec.headers)
-    key = resolve_api_key(spec, settings.env)
-    if key:
-        headers["Authorization"] = f"Bearer {key.reveal()}"
-    return headers
 
 
 def to_request(request: ProviderRequest, spec: ProviderSpec, settings: ConnectorSettings, *,
@@ -106,7 +89,7 @@ def to_request(request: ProviderRequest, spec: ProviderSpec, settings: Connector
                 "name": t.name, "description": t.description,
                 "parameters": to_json_dict(t.parameters) or {"type": "object", "properties": {}},
             }} for t in chat.tools]
-    return HttpCall("POST", f"{base_url(spec)}/api/chat", headers_for(spec, settings), body)
+    return HttpCall("POST", f"{base_url(spec)}/api/chat", bearer_headers(spec, settings), body)
 
 
 def _tools_allowed(chat: ChatRequest) -> bool:
@@ -159,7 +142,7 @@ def _image(provider: str, part: ImagePart) -> JsonValue:
 
 def probe_request(spec: ProviderSpec, settings: ConnectorSettings) -> HttpCall:
     """GET /api/tags: lists local models, spends no tokens."""
-    return HttpCall("GET", f"{base_url(spec)}/api/tags", headers_for(spec, settings))
+    return HttpCall("GET", f"{base_url(spec)}/api/tags", bearer_headers(spec, settings))
 
 
 # --- response ---------------------------------------------------------------------------------
@@ -206,11 +189,6 @@ def from_response(provider: str, body: JsonValue, request: ProviderRequest) -> C
                       done_reason(field(body, "done_reason"), bool(calls)), usage, calls)
 
 
-def from_stream_event(state: OllamaStreamState, line: str) -> list[StreamEvent]:
-    """Events from one NDJSON line, given the stream's state so far."""
-    return state.on_chunk("message", line)
-
-
 class OllamaStreamState(StreamState):
     """/api/chat NDJSON lines → events; the line with `"done": true` terminates."""
 
@@ -239,11 +217,8 @@ class OllamaStreamState(StreamState):
         return events
 
 
-def _decoder(provider: str, request: ProviderRequest) -> StreamDecoder:
-    return NdjsonDecoder(OllamaStreamState(provider, request))
-
-
-PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response, decoder=_decoder,
+PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response,
+                        stream_state=OllamaStreamState, framing=NdjsonDecoder,
                         probe_request=probe_request, map_error=map_error)
 """This module's wire translation, as the shared HTTP connector uses it."""
 

@@ -10,24 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from provider_router.connectors.errormap import ErrorRule, map_with_table, parse_error_body, rule
+from provider_router.connectors.errormap import ErrorRule, rule, table_mapper
 from provider_router.connectors.http import HttpCall
 from provider_router.connectors.media import as_url
 from provider_router.connectors.payload import field, integer, items, obj, text, to_json_dict
 from provider_router.connectors.remote import RemoteConnector, WireProtocol
-from provider_router.connectors.settings import (
-    KEY_REQUIRED,
-    ConnectorSettings,
-    base_url,
-    missing_key_hint,
-    resolve_api_key,
-)
-from provider_router.connectors.streaming import (
-    SseDecoder,
-    StreamDecoder,
-    StreamState,
-    estimate_usage,
-)
+from provider_router.connectors.settings import ConnectorSettings, base_url, bearer_headers
+from provider_router.connectors.streaming import SseDecoder, StreamState, estimate_usage
 from provider_router.domain import (
     ChatMessage,
     ChatResult,
@@ -52,9 +41,7 @@ from provider_router.errors import (
     ContentPolicyError,
     ContextLengthError,
     ProviderAuthError,
-    ProviderError,
     ProviderProtocolError,
-    ProviderUnavailableError,
 )
 
 _FINISH: Mapping[str, FinishReason] = MappingProxyType({
@@ -83,24 +70,11 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
 )
 
 
-def map_error(provider: str, status: int, body_text: str,
-              headers: Mapping[str, str]) -> ProviderError:
-    """Classify an OpenAI(-compatible) error response or in-stream error."""
-    return map_with_table(provider, status, parse_error_body(body_text), headers, ERROR_TABLE)
+map_error = table_mapper(ERROR_TABLE)
+"""Classify an OpenAI(-compatible) error response or in-stream error."""
 
 
 # --- request ----------------------------------------------------------------------------------
-
-
-def headers_for(spec: ProviderSpec, settings: ConnectorSettings) -> dict[str, str]:
-    """Extra headers from the spec, then the Bearer key (required for `openai`)."""
-    headers = dict(spec.headers)
-    key = resolve_api_key(spec, settings.env)
-    if key:
-        headers["Authorization"] = f"Bearer {key.reveal()}"
-    elif spec.kind in KEY_REQUIRED:
-        raise ProviderUnavailableError(spec.name, missing_key_hint(spec))
-    return headers
 
 
 def to_request(request: ProviderRequest, spec: ProviderSpec, settings: ConnectorSettings, *,
@@ -124,7 +98,7 @@ def to_request(request: ProviderRequest, spec: ProviderSpec, settings: Connector
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     url = f"{base_url(spec)}/chat/completions"
-    return HttpCall("POST", url, headers_for(spec, settings), body)
+    return HttpCall("POST", url, bearer_headers(spec, settings), body)
 
 
 def _params(params: GenerationParams, kind: ProviderKind) -> dict[str, JsonValue]:
@@ -198,7 +172,7 @@ def _response_format(fmt: ResponseFormat) -> JsonValue:
 
 def probe_request(spec: ProviderSpec, settings: ConnectorSettings) -> HttpCall:
     """GET {base}/models: lists models, spends no tokens."""
-    return HttpCall("GET", f"{base_url(spec)}/models", headers_for(spec, settings))
+    return HttpCall("GET", f"{base_url(spec)}/models", bearer_headers(spec, settings))
 
 
 # --- response ---------------------------------------------------------------------------------
@@ -251,11 +225,6 @@ def _response_text(content: JsonValue) -> str:
     return text(content)
 
 
-def from_stream_event(state: OpenAIStreamState, data: str) -> list[StreamEvent]:
-    """Events from one SSE `data:` payload, given the stream's state so far."""
-    return state.on_chunk("message", data)
-
-
 class OpenAIStreamState(StreamState):
     """Chat Completions chunks → events; `data: [DONE]` terminates."""
 
@@ -304,11 +273,8 @@ class OpenAIStreamState(StreamState):
         return events
 
 
-def _decoder(provider: str, request: ProviderRequest) -> StreamDecoder:
-    return SseDecoder(OpenAIStreamState(provider, request))
-
-
-PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response, decoder=_decoder,
+PROTOCOL = WireProtocol(to_request=to_request, from_response=from_response,
+                        stream_state=OpenAIStreamState, framing=SseDecoder,
                         probe_request=probe_request, map_error=map_error)
 """This module's wire translation, as the shared HTTP connector uses it."""
 

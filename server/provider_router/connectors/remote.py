@@ -1,8 +1,9 @@
 """The shared shape of a connector that speaks JSON over HTTP to a remote provider.
 
 A provider module declares its wire translation once, as a `WireProtocol` of its pure
-functions (`to_request`, `from_response`, a stream decoder, `probe_request`, `map_error`);
-pooling, timeouts, cancellation and error mapping live here and in http.py.
+functions (`to_request`, `from_response`, `probe_request`, `map_error`) and its stream's
+state class and framing; pooling, timeouts, cancellation and error mapping live here and
+in http.py.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from provider_router.connectors.http import ErrorMapper, HttpCall, HttpClient
+from provider_router.connectors.errormap import ErrorMapper
+from provider_router.connectors.http import HttpCall, HttpClient
 from provider_router.connectors.settings import ConnectorSettings
-from provider_router.connectors.streaming import StreamDecoder
+from provider_router.connectors.streaming import StreamDecoder, StreamState
 from provider_router.connectors.timing import PhaseTimeouts
 from provider_router.domain import (
     ChatResult,
@@ -45,7 +47,8 @@ class WireProtocol:
 
     to_request: RequestBuilder
     from_response: Callable[[str, JsonValue, ProviderRequest], ChatResult]
-    decoder: Callable[[str, ProviderRequest], StreamDecoder]
+    stream_state: Callable[[str, ProviderRequest], StreamState]
+    framing: Callable[[StreamState], StreamDecoder]  # SseDecoder or NdjsonDecoder
     probe_request: Callable[[ProviderSpec, ConnectorSettings], HttpCall]
     map_error: ErrorMapper
 
@@ -62,27 +65,12 @@ class RemoteConnector:
         self._http = HttpClient(spec.name, timeouts, protocol.map_error,
                                 limit=spec.max_concurrent)
 
-    def build_call(self, request: ProviderRequest, *, stream: bool) -> HttpCall:
-        """The provider request for a chat call."""
-        return self._protocol.to_request(request, self.spec, self.settings, stream=stream)
-
-    def decoder(self, request: ProviderRequest) -> StreamDecoder:
-        """A fresh stream decoder for one streaming call."""
-        return self._protocol.decoder(self.spec.name, request)
-
-    def parse(self, body: JsonValue, request: ProviderRequest) -> ChatResult:
-        """The normalized result of a unary call."""
-        return self._protocol.from_response(self.spec.name, body, request)
-
-    def probe_call(self) -> HttpCall:
-        """The token-free request that proves the provider is reachable and accepts us."""
-        return self._protocol.probe_request(self.spec, self.settings)
-
     async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
         """Complete the request in one call."""
-        call = self.build_call(request, stream=False)
+        protocol = self._protocol
+        call = protocol.to_request(request, self.spec, self.settings, stream=False)
         body = await self._http.request_json(call, deadline)
-        return self.parse(body, request)
+        return protocol.from_response(self.spec.name, body, request)
 
     def stream(self, request: ProviderRequest,
                deadline: Deadline) -> AsyncGenerator[StreamEvent, None]:
@@ -91,13 +79,15 @@ class RemoteConnector:
         The HTTP client's generator itself, not one wrapped around it: a layer here would
         cost a resumption per event. Whoever iterates it closes it (the dispatcher uses
         `aclosing`), which drops the upstream connection at once."""
-        call = self.build_call(request, stream=True)
-        return self._http.stream(call, deadline, self.decoder(request))
+        protocol = self._protocol
+        call = protocol.to_request(request, self.spec, self.settings, stream=True)
+        decoder = protocol.framing(protocol.stream_state(self.spec.name, request))
+        return self._http.stream(call, deadline, decoder)
 
     async def probe(self) -> ProbeResult:
         """A cheap liveness check that spends no tokens."""
         try:
-            call = self.probe_call()
+            call = self._protocol.probe_request(self.spec, self.settings)
         except ProviderError as exc:
             return ProbeResult(False, exc.message)
         timeouts = self._http.timeouts

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
+from provider_router.errors import ProviderUnavailableError
 
 DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=30.0, idle=30.0, total=300.0)
 """Per-phase timeouts used when neither the provider spec nor the config sets one."""
@@ -52,6 +53,25 @@ def resolve_api_key(spec: ProviderSpec, env: Mapping[str, str]) -> Secret | None
         if value:
             return Secret(value)
     return None
+
+
+def require_api_key(spec: ProviderSpec, env: Mapping[str, str]) -> Secret:
+    """The provider's key; ProviderUnavailableError, with a hint, when it has none."""
+    key = resolve_api_key(spec, env)
+    if key is None:
+        raise ProviderUnavailableError(spec.name, missing_key_hint(spec))
+    return key
+
+
+def bearer_headers(spec: ProviderSpec, settings: ConnectorSettings) -> dict[str, str]:
+    """Extra headers from the spec, then `Authorization: Bearer` with the key: required for
+    kinds in KEY_REQUIRED, sent when set for the rest (a server behind a proxy)."""
+    headers = dict(spec.headers)
+    key = (require_api_key(spec, settings.env) if spec.kind in KEY_REQUIRED
+           else resolve_api_key(spec, settings.env))
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key.reveal()}"
+    return headers
 
 
 def missing_key_hint(spec: ProviderSpec) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from provider_router.connectors.base import Connector
 from provider_router.connectors.factory import ConnectorSettings, create_connector
+from provider_router.connectors.remote import RequestBuilder
 from provider_router.domain import ProviderKind, ProviderSpec
 from tests.fakes.base import FakeUpstream
 from tests.fakes.harness import FAKES, KEY, settings
@@ -16,6 +18,17 @@ HTTP_KINDS = (ProviderKind.OPENAI, ProviderKind.ANTHROPIC, ProviderKind.GEMINI,
               ProviderKind.OLLAMA)
 
 MakeConnector = Callable[..., Connector]
+
+
+def body_builder(to_request: RequestBuilder, spec: ProviderSpec
+                 ) -> Callable[..., dict[str, Any]]:
+    """body_of(request, stream=False) → the JSON body a module's to_request builds for spec."""
+    def body_of(req: Any, **kw: Any) -> dict[str, Any]:
+        call = to_request(req, spec, settings(), **kw)
+        assert call.body is not None
+        return dict(call.body)
+
+    return body_of
 
 
 @pytest.fixture(params=HTTP_KINDS, ids=lambda k: k.value)

@@ -37,14 +37,12 @@ from provider_router.errors import (
     ProviderUnavailableError,
 )
 from tests.fakes.harness import KEY, drain, fixture, http_spec, request, settings
+from tests.unit.connectors.conftest import body_builder
 
 SPEC = http_spec(ProviderKind.ANTHROPIC, None, base_url="https://api.anthropic.example")
 
 
-def body_of(req: object, **kw: object) -> dict[str, object]:
-    call = anthropic.to_request(req, SPEC, settings(), **kw)  # type: ignore[arg-type]
-    assert call.body is not None
-    return dict(call.body)
+body_of = body_builder(anthropic.to_request, SPEC)
 
 
 def test_url_headers_and_required_max_tokens() -> None:
@@ -185,10 +183,10 @@ def test_error_event_mid_stream() -> None:
     state = anthropic.AnthropicStreamState("p", request())
     data = '{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}'
     with pytest.raises(ProviderServerError, match="Overloaded"):
-        anthropic.from_stream_event(state, "error", data)
+        state.on_chunk("error", data)
     rate = '{"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}'
     with pytest.raises(ProviderRateLimitError):
-        anthropic.from_stream_event(state, "error", rate)
+        state.on_chunk("error", rate)
 
 
 @pytest.mark.parametrize(("status", "kind", "message", "headers", "cls"), [

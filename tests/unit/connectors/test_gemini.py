@@ -34,16 +34,15 @@ from provider_router.errors import (
     ProviderRateLimitError,
     ProviderRejectedError,
     ProviderServerError,
+    ProviderUnavailableError,
 )
 from tests.fakes.harness import KEY, drain, fixture, http_spec, request, settings
+from tests.unit.connectors.conftest import body_builder
 
 SPEC = http_spec(ProviderKind.GEMINI, None, base_url="https://gl.example/v1beta")
 
 
-def body_of(req: object, **kw: object) -> dict[str, object]:
-    call = gemini.to_request(req, SPEC, settings(), **kw)  # type: ignore[arg-type]
-    assert call.body is not None
-    return dict(call.body)
+body_of = body_builder(gemini.to_request, SPEC)
 
 
 def test_urls_carry_no_key_and_the_header_does() -> None:
@@ -55,6 +54,11 @@ def test_urls_carry_no_key_and_the_header_does() -> None:
                              ":streamGenerateContent?alt=sse")
     assert unary.headers["x-goog-api-key"] == KEY
     assert KEY not in unary.url and KEY not in streaming.url
+
+
+def test_missing_key_is_unavailable() -> None:
+    with pytest.raises(ProviderUnavailableError):
+        gemini.to_request(request(), SPEC, settings(env={}))
 
 
 def test_roles_system_instruction_and_generation_config() -> None:
@@ -165,7 +169,7 @@ def test_stream_function_calls_arrive_whole() -> None:
     chunk = {"candidates": [{"content": {"parts": [
         {"functionCall": {"id": "fc_1", "name": "a", "args": {"x": 1}}},
         {"functionCall": {"name": "b", "args": {}}}]}, "finishReason": "STOP"}]}
-    assert gemini.from_stream_event(state, json.dumps(chunk)) == [
+    assert state.on_chunk("message", json.dumps(chunk)) == [
         ToolCallDelta(0, "fc_1", "a", '{"x":1}'), ToolCallDelta(1, "call_1", "b", "{}")]
     assert state.finish_reason is FinishReason.TOOL_CALLS
 
@@ -173,10 +177,10 @@ def test_stream_function_calls_arrive_whole() -> None:
 def test_stream_blocked_and_error_chunks_raise() -> None:
     state = gemini.GeminiStreamState("p", request())
     with pytest.raises(ContentPolicyError):
-        gemini.from_stream_event(state, '{"promptFeedback": {"blockReason": "OTHER"}}')
+        state.on_chunk("message", '{"promptFeedback": {"blockReason": "OTHER"}}')
     with pytest.raises(ProviderServerError):
-        gemini.from_stream_event(state, '{"error": {"code": 500, "message": "x", '
-                                        '"status": "INTERNAL"}}')
+        state.on_chunk("message", '{"error": {"code": 500, "message": "x", '
+                                  '"status": "INTERNAL"}}')
 
 
 def status_body(code: int, status: str, message: str, reason: str = "") -> str:

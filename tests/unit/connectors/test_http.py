@@ -28,7 +28,7 @@ from provider_router.errors import (
 from provider_router.resilience.deadline import Deadline
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.base import FakeUpstream, Fault
-from tests.fakes.harness import KEY, MODELS, http_spec, request, settings
+from tests.fakes.harness import KEY, KEY_ENV, MODELS, http_spec, request, settings
 from tests.unit.connectors.conftest import MakeConnector
 
 Upstream = tuple[ProviderKind, FakeUpstream]
@@ -310,6 +310,18 @@ async def test_aclose_is_idempotent_and_final(upstream: Upstream,
     await connector.aclose()
     with pytest.raises(ProviderUnavailableError):
         await connector.chat(request(model=MODELS[kind]), Deadline.after(5))
+
+
+@pytest.mark.parametrize("kind", [ProviderKind.OPENAI, ProviderKind.ANTHROPIC,
+                                  ProviderKind.GEMINI], ids=lambda k: k.value)
+async def test_missing_key_fails_before_any_request(kind: ProviderKind,
+                                                    connect: MakeConnector) -> None:
+    # Nothing listens on port 9: reaching the network would say "cannot connect" instead.
+    connector = connect(http_spec(kind, None, base_url="http://127.0.0.1:9"), settings(env={}))
+    with pytest.raises(ProviderUnavailableError, match=f"set {KEY_ENV}"):
+        await connector.chat(request(model=MODELS[kind]), Deadline.after(5))
+    probe = await connector.probe()
+    assert not probe.ok and probe.detail.endswith(f"set {KEY_ENV}")
 
 
 async def test_key_travels_only_in_the_provider_header(upstream: Upstream,

@@ -33,15 +33,13 @@ from provider_router.errors import (
     ProviderServerError,
 )
 from tests.fakes.harness import KEY, drain, fixture, http_spec, request, settings
+from tests.unit.connectors.conftest import body_builder
 
 SPEC = http_spec(ProviderKind.OLLAMA, None, base_url="http://ollama.local:11434/",
                  api_key_env="")
 
 
-def body_of(req: object, **kw: object) -> dict[str, object]:
-    call = ollama.to_request(req, SPEC, settings(), **kw)  # type: ignore[arg-type]
-    assert call.body is not None
-    return dict(call.body)
+body_of = body_builder(ollama.to_request, SPEC)
 
 
 def test_url_stream_flag_and_no_auth_by_default() -> None:
@@ -118,15 +116,15 @@ def test_stream_tool_calls_and_cut_stream() -> None:
     state = ollama.OllamaStreamState("p", request())
     line = {"message": {"content": "", "tool_calls": [
         {"function": {"name": "a", "arguments": {"x": 1}}}]}, "done": False}
-    assert ollama.from_stream_event(state, json.dumps(line)) == [
+    assert state.on_chunk("message", json.dumps(line)) == [
         ToolCallDelta(0, "call_0", "a", '{"x":1}')]
     assert state.finish() is None  # no done line yet: a cut stream
 
 
 def test_stream_error_line_raises() -> None:
     with pytest.raises(ProviderServerError, match="model runner"):
-        ollama.from_stream_event(ollama.OllamaStreamState("p", request()),
-                                 '{"error": "model runner has unexpectedly stopped"}')
+        ollama.OllamaStreamState("p", request()).on_chunk(
+            "message", '{"error": "model runner has unexpectedly stopped"}')
 
 
 @pytest.mark.parametrize(("status", "message", "cls"), [

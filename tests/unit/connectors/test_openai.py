@@ -39,6 +39,7 @@ from provider_router.errors import (
     ProviderUnavailableError,
 )
 from tests.fakes.harness import KEY, drain, fixture, http_spec, request, settings
+from tests.unit.connectors.conftest import body_builder
 
 SPEC = http_spec(ProviderKind.OPENAI, None, base_url="https://api.example/v1/",
                  headers={"OpenAI-Organization": "org-1"})
@@ -46,10 +47,7 @@ WEATHER = ToolDefinition("get_weather", "Weather for a city",
                          {"type": "object", "properties": {"city": {"type": "string"}}})
 
 
-def body_of(req: object, **kw: object) -> dict[str, object]:
-    call = openai.to_request(req, SPEC, settings(), **kw)  # type: ignore[arg-type]
-    assert call.body is not None
-    return dict(call.body)
+body_of = body_builder(openai.to_request, SPEC)
 
 
 def test_request_url_headers_and_basic_body() -> None:
@@ -202,9 +200,9 @@ def test_stream_cut_before_finish_reason_does_not_finish() -> None:
 
 def test_malformed_chunk_is_skipped_and_counted(caplog: pytest.LogCaptureFixture) -> None:
     state = openai.OpenAIStreamState("p", request())
-    assert openai.from_stream_event(state, '{"choices": [') == []
-    assert openai.from_stream_event(state, '{"choices":[{"index":0,"delta":{"content":"ok"}}]}'
-                                    ) == [TextDelta("ok")]
+    assert state.on_chunk("message", '{"choices": [') == []
+    assert state.on_chunk("message", '{"choices":[{"index":0,"delta":{"content":"ok"}}]}'
+                          ) == [TextDelta("ok")]
     assert state.malformed == 1
     assert "malformed stream chunk" in caplog.text
 
@@ -212,7 +210,7 @@ def test_malformed_chunk_is_skipped_and_counted(caplog: pytest.LogCaptureFixture
 def test_error_chunk_mid_stream_raises() -> None:
     state = openai.OpenAIStreamState("p", request())
     with pytest.raises(ProviderServerError, match="stream error: boom"):
-        openai.from_stream_event(state, '{"error": {"message": "boom", "type": "server_error"}}')
+        state.on_chunk("message", '{"error": {"message": "boom", "type": "server_error"}}')
 
 
 def test_done_without_finish_reason_counts_as_stop() -> None:
