@@ -30,14 +30,13 @@ from pathlib import Path
 from bench import configs
 from bench.calls import GrpcCalls
 from bench.processes import (
-    PYTHON,
-    SERVE,
     Cores,
     Process,
+    floor_argv,
     free_port,
-    server_env,
+    router_argv,
+    serving,
     start_mock,
-    wait_serving,
 )
 
 CALLS: dict[str, tuple[str, str]] = {
@@ -69,20 +68,15 @@ def _server(floor: bool, pythonpath: str, mock_port: int, logs: Path
     port, metrics = free_port(), free_port()
     target = f"127.0.0.1:{port}"
     if floor:
-        argv = [PYTHON, "-m", "bench.floor_server", "--listen", target,
-                "--upstream", f"http://127.0.0.1:{mock_port}"]
+        argv = floor_argv(target, mock_port)
     else:
         config = logs / "server.toml"
         config.write_text(configs.server_config(configs.ServerShape(
             listen=target, metrics_port=metrics, mock_port=mock_port)))
-        argv = [SERVE, "serve", "--config", str(config)]
-    process = Process([*_callgrind(logs), *argv], logs / "server.log",
-                      env=server_env(pythonpath))
-    try:
-        wait_serving(target, process, timeout=300)
+        argv = router_argv(config)
+    with serving([*_callgrind(logs), *argv], target, logs / "server.log", pythonpath,
+                 timeout=300, stop_timeout=60) as process:
         yield process, target
-    finally:
-        process.stop(timeout=60)
 
 
 def _control(*args: str) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def start_mock(cores: Cores, logs: Path) -> tuple[Process, int]:
 
 
 def server_env(pythonpath: str) -> dict[str, str]:
+    """This environment without anything that would register providers or change the
+    server's config, with `pythonpath` (another checkout) first on the path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_ROUTER_")}
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
                 "OPENROUTER_API_KEY", "OLLAMA_HOST"):
@@ -102,19 +105,30 @@ def server_env(pythonpath: str) -> dict[str, str]:
     return env
 
 
-def start_server(config: Path, target: str, cores: str, logs: Path, name: str,
-                 pythonpath: str = "", workers: int = 1) -> Process:
-    """`provider-router serve --config <config>`, pinned to `cores`, once it is SERVING."""
-    argv = [*pin_prefix(cores), SERVE, "serve", "--config", str(config)]
+def router_argv(config: Path, workers: int = 1) -> list[str]:
+    """`provider-router serve --config <config>` (with `--workers` past one)."""
+    argv = [SERVE, "serve", "--config", str(config)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    process = Process(argv, logs / f"server-{name}.log", env=server_env(pythonpath))
+    return argv
+
+
+def floor_argv(target: str, mock_port: int) -> list[str]:
+    """The floor server (bench/floor_server.py) on `target`, forwarding to the mock."""
+    return [PYTHON, "-m", "bench.floor_server", "--listen", target,
+            "--upstream", f"http://127.0.0.1:{mock_port}"]
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], target: str, log: Path, pythonpath: str = "",
+            timeout: float = 60.0, stop_timeout: float = 15.0) -> Iterator[Process]:
+    """Run the server `argv` (in `server_env`) for the block, once `target` is SERVING."""
+    process = Process(argv, log, env=server_env(pythonpath))
     try:
-        wait_serving(target, process, timeout=60)
-    except BaseException:
-        process.stop()
-        raise
-    return process
+        wait_serving(target, process, timeout)
+        yield process
+    finally:
+        process.stop(stop_timeout)
 
 
 def wait_serving(target: str, process: Process, timeout: float) -> None:

@@ -16,13 +16,12 @@ from typing import Any
 
 from bench import configs
 from bench.processes import (
-    PYTHON,
     Cores,
-    Process,
+    floor_argv,
     free_port,
+    router_argv,
     run_loadgen,
-    start_server,
-    wait_serving,
+    serving,
 )
 from bench.procstat import pin_prefix
 
@@ -75,28 +74,21 @@ class Bench:
         workers = int(shape.get("workers", 1))
         cores = self.settings.cores.server if workers == 1 else ""
         path = self.settings.pythonpath if pythonpath is None else pythonpath
-        process = start_server(config, f"127.0.0.1:{port}", cores, self.settings.logs, name,
-                               path, workers)
-        try:
-            yield Server(name, f"127.0.0.1:{port}",
+        target = f"127.0.0.1:{port}"
+        argv = [*pin_prefix(cores), *router_argv(config, workers)]
+        with serving(argv, target, self.settings.logs / f"server-{name}.log", path) as process:
+            yield Server(name, target,
                          f"http://127.0.0.1:{metrics}/metrics" if workers == 1 else "",
                          process.pid)
-        finally:
-            process.stop()
 
     @contextlib.contextmanager
     def floor(self) -> Iterator[Server]:
         """The minimal grpc.aio → aiohttp proxy (bench/floor_server.py)."""
-        port = free_port()
-        argv = [*pin_prefix(self.settings.cores.server), PYTHON, "-m", "bench.floor_server",
-                "--listen", f"127.0.0.1:{port}", "--upstream",
-                f"http://127.0.0.1:{self.mock_port}"]
-        process = Process(argv, self.settings.logs / "server-floor.log")
-        try:
-            wait_serving(f"127.0.0.1:{port}", process, timeout=30)
-            yield Server("floor", f"127.0.0.1:{port}", "", process.pid)
-        finally:
-            process.stop()
+        target = f"127.0.0.1:{free_port()}"
+        argv = [*pin_prefix(self.settings.cores.server), *floor_argv(target, self.mock_port)]
+        with serving(argv, target, self.settings.logs / "server-floor.log",
+                     timeout=30) as process:
+            yield Server("floor", target, "", process.pid)
 
     def load(self, mode: str, server: Server | None, *, concurrency: int,
              model: str = configs.FAST, url_path: str = "/v1/chat/completions",

@@ -7,7 +7,6 @@ the real server in-process on port 0; `serve` runs it until SIGTERM/SIGINT and d
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import random
@@ -28,7 +27,7 @@ from provider_router.config import Config
 from provider_router.connectors.factory import resolve_api_key
 from provider_router.domain import ProviderSpec
 from provider_router.errors import ConfigError
-from provider_router.gc_pacer import GcPacer, settle_startup
+from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.resilience.ratelimit import RateLimiter
 from provider_router.routing.dispatch import Resilience
@@ -63,12 +62,6 @@ SERVER_OPTIONS = (
     ("grpc.server.max_pending_requests", 10_000),
     ("grpc.server.max_pending_requests_hard_limit", 20_000),
 )
-
-GC_THRESHOLDS = (20_000, 10, 10)
-"""Young collections less often than CPython's (700, 10, 10): each one scans at most what
-survived since the pacer's last freeze (gc_pacer.py), so fewer, larger ones cost less CPU
-and still pause the loop for milliseconds, not the 570 ms the defaults reached while 5,000
-streams opened."""
 
 
 def _api_keys(env: Mapping[str, str], name: str) -> frozenset[str]:
@@ -221,13 +214,6 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                        config.server.gc_sweep_interval_s))
 
 
-def settle_gc() -> None:
-    """Freeze what start-up allocated so no collection scans it again, and collect young
-    objects less often (see GC_THRESHOLDS); the pacer then freezes survivors as it runs."""
-    settle_startup()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,
                 listen: str | None = None) -> int:
     """Run until SIGTERM or SIGINT, then drain; returns the process exit code."""
@@ -239,10 +225,9 @@ async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | N
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await app.start()
-    # Only a serving process paces its collector: an in-process App (tests) leaves the
-    # host's garbage collector alone.
-    settle_gc()
-    app.gc_pacer.start()
+    # Only a serving process paces (and settles) its collector: an in-process App (tests)
+    # leaves the host's garbage collector alone.
+    app.gc_pacer.start(settle=True)
     log.info("%s ready (health service %r)", SERVICE_NAME, SERVICE_NAME)
     await stop.wait()
     log.info("signal received: shutting down")

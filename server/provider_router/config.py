@@ -169,7 +169,8 @@ def _server(t: Table) -> ServerSettings:
         default_deadline_s=number(t, "default_deadline", d.default_deadline_s, low=0.001),
         workers=int(number(t, "workers", d.workers, low=1, integer=True)),
         reflection=boolean(t, "reflection", d.reflection),
-        max_concurrent_rpcs=int(number(t, "max_concurrent_rpcs", 0, low=0, integer=True)),
+        max_concurrent_rpcs=int(number(t, "max_concurrent_rpcs", d.max_concurrent_rpcs, low=0,
+                                           integer=True)),
         gc_freeze_interval_s=number(t, "gc_freeze_interval", d.gc_freeze_interval_s, low=0.0),
         gc_sweep_interval_s=number(t, "gc_sweep_interval", d.gc_sweep_interval_s, low=1.0),
     )

@@ -35,11 +35,10 @@ log = logging.getLogger(__name__)
 DEFAULT_FREEZE_INTERVAL_S = 0.25
 DEFAULT_SWEEP_INTERVAL_S = 600.0
 
-
-def settle_startup() -> None:
-    """Collect once and freeze what start-up allocated (modules, config, registry)."""
-    gc.collect()
-    gc.freeze()
+GC_THRESHOLDS = (20_000, 10, 10)
+"""Young collections less often than CPython's (700, 10, 10): each one scans at most what
+survived since the pacer's last freeze, so fewer, larger ones cost less CPU and still pause
+the loop for milliseconds, not the 570 ms the defaults reached while 5,000 streams opened."""
 
 
 class GcPacer:
@@ -60,11 +59,20 @@ class GcPacer:
         """Whether the pacer is scheduled (never when its freeze interval is 0)."""
         return self._handle is not None
 
-    def start(self) -> None:
-        """Start pacing on the running loop (idempotent; a 0 interval leaves CPython's own)."""
-        if self._handle is None and self._freeze_interval_s > 0:
-            self._next_sweep = time.monotonic() + self._sweep_interval_s
-            self._schedule(asyncio.get_running_loop())
+    def start(self, *, settle: bool = False) -> None:
+        """Start pacing on the running loop (idempotent; a 0 interval leaves CPython's own).
+
+        `settle` (a serving process, not tests sharing the interpreter) first collects and
+        freezes what start-up allocated (modules, config, registry) and sets GC_THRESHOLDS.
+        """
+        if self._handle is not None or self._freeze_interval_s <= 0:
+            return
+        if settle:
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
+        self._next_sweep = time.monotonic() + self._sweep_interval_s
+        self._schedule(asyncio.get_running_loop())
 
     def stop(self) -> None:
         """Stop pacing; what is frozen stays frozen until the next sweep or exit."""
@@ -87,8 +95,9 @@ class GcPacer:
         self._handle = loop.call_later(self._freeze_interval_s, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        if time.monotonic() >= self._next_sweep:
-            self._next_sweep = time.monotonic() + self._sweep_interval_s
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_interval_s
             self.sweep()
         else:
             # Garbage already in the youngest generation (gRPC leaves a small reference cycle

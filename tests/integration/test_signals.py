@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -16,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from provider_router.v1 import router_pb2 as pb
 from provider_router.v1 import router_pb2_grpc
+from tests.integration.serving import wait_serving
 
 CONFIG = """
 [server]
@@ -36,18 +36,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _wait_serving(health: health_pb2_grpc.HealthStub, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            response = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-            if response.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.aio.AioRpcError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("server did not become SERVING")
-
-
 async def test_sigterm_drains_in_flight_stream_and_exits_0(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
@@ -63,7 +51,7 @@ async def test_sigterm_drains_in_flight_stream_and_exits_0(tmp_path: Path) -> No
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         health = health_pb2_grpc.HealthStub(channel)
-        await _wait_serving(health, time.monotonic() + 20)
+        await wait_serving(f"127.0.0.1:{port}", 20)
         stub = router_pb2_grpc.RouterServiceStub(channel)
         request = pb.StreamChatRequest(
             messages=[pb.ChatMessage(role=pb.ROLE_USER, content="one two three four five")])

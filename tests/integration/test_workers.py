@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from provider_router.v1 import router_pb2 as pb
 from provider_router.v1 import router_pb2_grpc
+from tests.integration.serving import OWN_CONNECTION, wait_serving
 
 CONFIG = """
 [server]
@@ -36,8 +37,6 @@ name = "mock"
 kind = "mock"
 models = ["mock-1"]
 """
-# Own connection per channel, so SO_REUSEPORT can hand each to either worker.
-OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 
 
 def _free(port: int) -> bool:
@@ -71,20 +70,6 @@ def _children(pid: int) -> list[int]:
             if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
-
-
-async def _wait_serving(target: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        async with grpc.aio.insecure_channel(target, options=OWN_CONNECTION) as channel:
-            try:
-                answer = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("the workers did not become SERVING")
 
 
 async def _chat_over_new_connection(target: str) -> None:
@@ -121,7 +106,7 @@ async def test_two_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     target = f"127.0.0.1:{first}"
     try:
-        await _wait_serving(target, time.monotonic() + 30)
+        await wait_serving(target, 30, "the workers")
         workers = _children(process.pid)
         assert len(workers) == 2
         # Every metrics port must answer, so both workers are up before the traffic starts.

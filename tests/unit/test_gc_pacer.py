@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from provider_router.gc_pacer import GcPacer
+from provider_router.gc_pacer import GC_THRESHOLDS, GcPacer
 
 
 class Node:
@@ -25,9 +25,11 @@ class Node:
 
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def _histogram() -> Histogram:
@@ -107,11 +109,24 @@ async def test_the_timer_sweeps_when_the_sweep_interval_has_passed() -> None:
 
 
 async def test_a_zero_interval_leaves_the_collector_alone() -> None:
+    thresholds = gc.get_threshold()
     pacer = GcPacer(_histogram(), freeze_interval_s=0.0)
-    pacer.start()
+    pacer.start(settle=True)
     await asyncio.sleep(0.03)
     assert not pacer.running
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
+
+
+async def test_settling_freezes_start_up_and_collects_young_objects_less_often() -> None:
+    pacer = GcPacer(_histogram(), freeze_interval_s=3600, sweep_interval_s=3600)
+    pacer.start(settle=True)
+    try:
+        assert pacer.running
+        assert gc.get_freeze_count() > 0  # before the first tick: start-up itself is frozen
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        pacer.stop()
 
 
 def test_intervals_are_validated() -> None:

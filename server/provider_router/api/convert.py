@@ -25,16 +25,12 @@ from provider_router.api.enums import (
     STRATEGIES,
     TOOL_CHOICES,
 )
-from provider_router.api.responses import attempt_to_proto as attempt_to_proto
-from provider_router.api.responses import attempts_to_proto as attempts_to_proto
 from provider_router.api.responses import chat_response_to_proto as chat_response_to_proto
 from provider_router.api.responses import decision_to_proto as decision_to_proto
 from provider_router.api.responses import duration as duration
 from provider_router.api.responses import spec_to_proto as spec_to_proto
 from provider_router.api.responses import status_to_proto as status_to_proto
 from provider_router.api.responses import stream_event_to_proto as stream_event_to_proto
-from provider_router.api.responses import timestamp as timestamp
-from provider_router.api.responses import usage_to_proto as usage_to_proto
 from provider_router.errors import FieldViolation, InvalidRequestError
 from provider_router.v1 import router_pb2 as pb
 

@@ -93,7 +93,8 @@ class Observer:
         await context.abort(code, status.message, trailing)
 
     def _bound(self, method: str) -> tuple[Counter, Histogram, RequestIds]:
-        """The method's success counter and latency histogram, looked up once."""
+        """The method's success counter and latency histogram (looked up once), and the
+        request-id source, for the wrapper's closure."""
         return (self.metrics.rpcs.labels(method, "OK"), self.metrics.rpc_seconds.labels(method),
                 self.request_id)
 

@@ -31,13 +31,9 @@ from provider_router.v1 import router_pb2 as pb
 
 def duration(seconds: float) -> Duration:
     """Seconds as a protobuf Duration."""
-    nanos = int(seconds * 1e9)
-    if nanos < 0:  # seconds and nanos must share a sign; the helper normalizes that
-        result = Duration()
-        result.FromNanoseconds(nanos)
-        return result
-    whole, rest = divmod(nanos, 1_000_000_000)
-    return Duration(seconds=whole, nanos=rest)
+    result = Duration()
+    _set_duration(result, seconds)
+    return result
 
 
 def timestamp(epoch_seconds: float) -> Timestamp:
@@ -47,15 +43,9 @@ def timestamp(epoch_seconds: float) -> Timestamp:
     return result
 
 
-def usage_to_proto(usage: d.Usage) -> pb.Usage:
-    """Usage → proto."""
-    return pb.Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                    total_tokens=usage.total_tokens, estimated=usage.estimated)
-
-
 def _set_duration(target: Duration, seconds: float) -> None:
     nanos = int(seconds * 1e9)
-    if nanos < 0:
+    if nanos < 0:  # seconds and nanos must share a sign; the helper normalizes that
         target.FromNanoseconds(nanos)
     else:
         target.seconds, target.nanos = divmod(nanos, 1_000_000_000)
@@ -74,20 +64,9 @@ def _fill_attempt(item: pb.Attempt, attempt: d.Attempt) -> None:
     _set_duration(item.duration, attempt.duration_s)
 
 
-def attempt_to_proto(attempt: d.Attempt) -> pb.Attempt:
-    """Attempt → proto."""
-    out = pb.Attempt()
-    _fill_attempt(out, attempt)
-    return out
-
-
-def attempts_to_proto(attempts: Iterable[d.Attempt]) -> list[pb.Attempt]:
-    """Attempts → proto."""
-    return [attempt_to_proto(a) for a in attempts]
-
-
-def _add_attempts(field: RepeatedCompositeFieldContainer[pb.Attempt],
-                  attempts: Iterable[d.Attempt]) -> None:
+def add_attempts(field: RepeatedCompositeFieldContainer[pb.Attempt],
+                 attempts: Iterable[d.Attempt]) -> None:
+    """Fill a repeated Attempt field in place, one item per attempt."""
     for attempt in attempts:
         _fill_attempt(field.add(), attempt)
 
@@ -120,7 +99,7 @@ def chat_response_to_proto(response: d.ChatResponse, request_id: str) -> pb.Chat
     if response.cost_usd is not None:
         out.cost_usd = response.cost_usd
     _set_duration(out.latency, response.latency_s)
-    _add_attempts(out.attempts, response.attempts)
+    add_attempts(out.attempts, response.attempts)
     out.request_id = request_id
     out.strategy = STRATEGY_NUMBERS[response.strategy]
     out.rule = response.rule
@@ -154,7 +133,7 @@ def _stream_end(event: d.StreamEnded) -> pb.StreamChatResponse:
     _fill_usage(end.usage, event.usage)
     if event.cost_usd is not None:
         end.cost_usd = event.cost_usd
-    _add_attempts(end.attempts, event.attempts)
+    add_attempts(end.attempts, event.attempts)
     end.provider = event.provider
     end.model = event.model
     _set_duration(end.latency, event.latency_s)
@@ -196,7 +175,7 @@ def _timeouts_to_proto(t: d.ProviderTimeouts) -> pb.ProviderTimeouts:
     for name in ("connect", "first_token", "idle", "total"):
         value = getattr(t, name)
         if value is not None:
-            getattr(out, name).CopyFrom(duration(value))
+            _set_duration(getattr(out, name), value)
     return out
 
 

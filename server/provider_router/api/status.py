@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from provider_router import errors as e
-from provider_router.api.convert import attempts_to_proto
+from provider_router.api.responses import add_attempts, duration
 from provider_router.v1 import router_pb2 as pb
 
 DOMAIN = "provider-router"
@@ -60,14 +59,13 @@ def _details(error: e.RouterError) -> list[any_pb2.Any]:
         ])))
     retry_after = _retry_after(error)
     if retry_after is not None:
-        delay = Duration()
-        delay.FromNanoseconds(int(retry_after * 1e9))
-        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=duration(retry_after))))
     attempts = error.attempts
     delivered = error.delivered_deltas if isinstance(error, e.StreamBrokenError) else 0
     if attempts or delivered:
-        details.append(_pack(pb.AttemptsDetail(attempts=attempts_to_proto(attempts),
-                                               delivered_deltas=delivered)))
+        detail = pb.AttemptsDetail(delivered_deltas=delivered)
+        add_attempts(detail.attempts, attempts)
+        details.append(_pack(detail))
     return details
 
 
