@@ -400,8 +400,10 @@ class ProviderBreakers:
                 del self._breakers[key]
 
     def _notify(self, change: BreakerChange) -> None:
-        log.info("breaker %s%s: %s -> %s", change.provider,
-                 f"/{change.model}" if change.model else "", change.old, change.new)
+        # The one log line per transition; an opening is what an operator must notice.
+        level = logging.WARNING if change.new is BreakerState.OPEN else logging.INFO
+        log.log(level, "breaker of %s%s: %s -> %s", change.provider,
+                f"/{change.model}" if change.model else "", change.old.value, change.new.value)
         for callback in self._listeners:
             try:
                 callback(change)

@@ -55,9 +55,6 @@ class HealthMonitor:
                 and self._registry.stats.health(spec.name) is not HealthState.UNHEALTHY)
 
     def _breaker_changed(self, change: BreakerChange) -> None:
-        log.warning("breaker of %s%s: %s -> %s", change.provider,
-                    f"/{change.model}" if change.model else "", change.old.value,
-                    change.new.value)
         self._metrics.breaker_state.labels(change.provider).set(
             1.0 if change.new is BreakerState.OPEN else 0.0)
         spec = self._registry.snapshot().providers.get(change.provider)

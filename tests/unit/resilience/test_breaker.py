@@ -340,6 +340,20 @@ async def test_a_failing_listener_does_not_break_the_call(clock: FakeClock,
     assert "breaker listener" in caplog.text
 
 
+async def test_each_transition_is_logged_once_and_an_opening_as_a_warning(
+        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="provider_router")
+    breakers = make(clock, fail_max=1, reset_timeout_s=5.0)
+    await fail(breakers, server_error())
+    clock.advance(5.0)
+    await succeed(breakers)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records
+             if r.getMessage().startswith("breaker of")]
+    assert lines == [("WARNING", "breaker of p: closed -> open"),
+                     ("INFO", "breaker of p: open -> half_open"),
+                     ("INFO", "breaker of p: half_open -> closed")]
+
+
 # --- keys ---------------------------------------------------------------------------------------
 
 
