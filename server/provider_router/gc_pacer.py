@@ -2,7 +2,7 @@
 
 CPython 3.11-3.13 collects young objects by allocation counts, and a collection scans every
 object in the generations it collects. An open StreamChat holds about 150 tracked objects
-(coroutines, async generators, gRPC and aiohttp state) for its whole life, so while
+(coroutines, async generators, gRPC and HTTP connection state) for its whole life, so while
 thousands of streams open, each young collection finds tens of thousands of new live
 objects and scans them again; measured on a 2-core VM opening 5,000 streams in 20 s:
 young-generation pauses of 80-170 ms, several per ramp. Raising the thresholds does not

@@ -1,8 +1,9 @@
-"""The one pooled HTTP client per connector, and the only place that touches aiohttp.
+"""The one pooled HTTP client per connector: keep-alive HTTP/1.1 over h1_pool.py.
 
-aiohttp rather than httpx: on this stack it measured about 3.6k req/s with 0.5 ms added
-latency against httpx's ~1k req/s and 1.0 ms (issue 4), and its streaming reads give us the
-raw chunks our SSE/NDJSON parsers want.
+Our own small client on httptools rather than aiohttp: aiohttp's ClientSession measured
+about 370k CPU instructions per request of its own bookkeeping, more than all the routing
+work around it, against about 30k here (bench/instructions.py, issue 6). httpx was slower
+still. The parsing, the part that must be exact, is httptools' (llhttp).
 
 Every failure leaves here as a ProviderError subclass; a caller's cancellation closes the
 upstream connection at once and propagates unchanged.
@@ -11,13 +12,20 @@ upstream connection at once and propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
-from collections.abc import AsyncGenerator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from provider_router.connectors.errormap import ErrorMapper
+from provider_router.connectors.h1 import H1Connection, MalformedResponse
+from provider_router.connectors.h1_pool import (
+    ConnectionPool,
+    Origin,
+    Target,
+    request_head,
+    split_url,
+)
 from provider_router.connectors.payload import dumps, parse_json
 from provider_router.connectors.streaming import StreamDecoder
 from provider_router.connectors.timing import PhaseClock, PhaseTimeouts
@@ -32,17 +40,22 @@ from provider_router.errors import (
 )
 from provider_router.resilience.deadline import Deadline
 
-DEFAULT_POOL_LIMIT = 100
-"""Connections per provider when its spec sets no max_concurrent."""
+DEFAULT_MAX_IDLE = 256
+"""Idle keep-alive connections kept per origin when the spec sets no max_concurrent."""
+KEEPALIVE_S = 30.0
+"""An idle connection older than this is not reused (servers drop theirs around then)."""
 
 # Error bodies are read only this far: enough for any provider's message.
 _MAX_ERROR_BODY = 64 * 1024
+# A successful answer larger than this is not a chat completion; refusing it bounds memory.
+_MAX_BODY = 64 * 1024 * 1024
 # Header values with tokens this long may be credentials; they are cut out of error bodies.
 _MIN_SECRET_TOKEN = 12
-_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 # How long the end of a finished stream may take before its connection is dropped instead;
 # the end of the body normally arrives with the terminator, so this is rarely waited for.
 _DRAIN_S = 0.05
+# Parsed URLs kept per client; connectors use a handful (one per model at most for Gemini).
+_MAX_TARGETS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +69,17 @@ class HttpCall:
 
 
 class HttpClient:
-    """A lazily created, keep-alive aiohttp session with deadline-driven phase timeouts."""
+    """Keep-alive connection pools (one per origin) with deadline-driven phase timeouts."""
 
     def __init__(self, provider: str, timeouts: PhaseTimeouts, map_error: ErrorMapper, *,
                  limit: int = 0) -> None:
         self._provider = provider
         self._timeouts = timeouts
         self._map_error = map_error
-        self._limit = limit if limit > 0 else DEFAULT_POOL_LIMIT
-        self._session: aiohttp.ClientSession | None = None
+        self._max_idle = limit if limit > 0 else DEFAULT_MAX_IDLE
+        self._pools: dict[Origin, ConnectionPool] = {}
+        self._targets: dict[str, Target] = {}
+        self._tls: ssl.SSLContext | None = None
         self._closed = False
 
     @property
@@ -72,26 +87,12 @@ class HttpClient:
         """The resolved phase timeouts."""
         return self._timeouts
 
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise ProviderUnavailableError(self._provider, "connector is closed")
-        if self._session is None or self._session.closed:
-            # Created here, inside the running loop, and reused for every later call.
-            connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=30.0,
-                                             ttl_dns_cache=300)
-            # The connect timeout is the session's: a call passes its own only when the
-            # deadline is shorter. Every other bound is our PhaseClock's single scope.
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect))
-        return self._session
-
     async def aclose(self) -> None:
-        """Close the pool; safe to call twice."""
+        """Close every pool; safe to call twice."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
 
     async def request_json(self, call: HttpCall, deadline: Deadline) -> JsonValue:
         """A unary call: the decoded JSON body of a 2xx answer, else the mapped error."""
@@ -100,35 +101,35 @@ class HttpClient:
         return await clock.wait(self._unary(call, deadline))
 
     async def _unary(self, call: HttpCall, deadline: Deadline) -> JsonValue:
-        response = await self._send(call, deadline)
+        pool, connection = await self._send(call, deadline)
         try:
-            body = await self._read(response, response.read())
-            if response.status >= 300:
-                raise self._error(call, response, body)
+            body = await self._read(connection, _MAX_BODY)
+            if connection.status >= 300:
+                raise self._error(call, connection, body[:_MAX_ERROR_BODY])
         except BaseException:
-            response.close()
+            connection.close()
             raise
-        response.release()
+        pool.release(connection)
         try:
             return parse_json(body)
         except ValueError:
             raise ProviderProtocolError(
-                self._provider, f"HTTP {response.status} body is not JSON") from None
+                self._provider, f"HTTP {connection.status} body is not JSON") from None
 
     async def stream(self, call: HttpCall, deadline: Deadline,
                      decoder: StreamDecoder) -> AsyncGenerator[StreamEvent, None]:
         """A streaming call: deltas as they arrive, then exactly one StreamFinish."""
         clock = PhaseClock(self._provider, self._timeouts, deadline, streaming=True)
-        response = await clock.wait(self._send(call, deadline))
+        pool, connection = await clock.wait(self._send(call, deadline, head=True))
         clean = False
         try:
-            if response.status >= 300:
-                body = await clock.wait(self._read(response, _read_capped(response)))
-                raise self._error(call, response, body)
+            if connection.status >= 300:
+                body = await clock.wait(self._read(connection, _MAX_ERROR_BODY, capped=True))
+                raise self._error(call, connection, body)
             delivered = 0
             interrupted = ""
             while not decoder.done and not interrupted:
-                chunk, interrupted = await self._next_chunk(response, clock, decoder)
+                chunk, interrupted = await self._next_chunk(connection, clock, decoder)
                 if not chunk:
                     break
                 events = decoder.feed(chunk)
@@ -146,15 +147,15 @@ class HttpClient:
                 raise self._cut(delivered, interrupted)
             # Reading the (normally empty) rest of the body returns the connection to the pool.
             # It happens before the final event: consumers stop iterating once they have it.
-            clean = not interrupted and (await self._drained(response) if decoder.done else True)
+            clean = not interrupted and (await _drained(connection) if decoder.done else True)
             yield final
         finally:
             # Anything but a clean finish (an error, a cancel, a consumer that stopped early)
             # drops the connection so the provider stops generating at once.
             if clean:
-                response.release()
+                pool.release(connection)
             else:
-                response.close()
+                connection.close()
 
     async def probe(self, call: HttpCall, timeout_s: float) -> ProbeResult:
         """A cheap GET that must answer 2xx with JSON; never raises a ProviderError."""
@@ -165,53 +166,110 @@ class HttpClient:
             return ProbeResult(False, exc.message, (time.monotonic() - started) * 1000)
         return ProbeResult(True, "", (time.monotonic() - started) * 1000)
 
-    async def _send(self, call: HttpCall, deadline: Deadline) -> aiohttp.ClientResponse:
-        """Send the request and await the response head; the caller bounds the wait."""
-        session = self._session_now()
-        headers = call.headers
+    async def _send(self, call: HttpCall, deadline: Deadline, *, head: bool = False
+                    ) -> tuple[ConnectionPool, H1Connection]:
+        """Send the request on a pooled (or new) connection; with `head`, also await the
+        response head. The caller bounds the wait. There are no redirects: one to another
+        host would carry our key header along."""
+        target = self._target(call.url)
+        pool = self._pool(target.origin)
         data: bytes | None = None
+        headers = call.headers
         if call.body is not None:
             body = call.body if type(call.body) is dict else dict(call.body)
             data = dumps(body).encode()
             if "Content-Type" not in headers:
                 headers = {**headers, "Content-Type": "application/json"}
+        request = request_head(call.method, target, headers,
+                               len(data) if data is not None else None)
+        connection = pool.idle_connection() or await self._connect(pool, deadline)
+        try:
+            connection.send(request, data)
+            if head:
+                await connection.read_head()
+        except ConnectionError as exc:
+            connection.close()
+            raise self._broken(connection, exc) from exc
+        except BaseException:
+            connection.close()
+            raise
+        return pool, connection
+
+    async def _connect(self, pool: ConnectionPool, deadline: Deadline) -> H1Connection:
         connect_s = self._timeouts.connect
-        timeout: aiohttp.ClientTimeout | None = None
         if deadline.remaining() < connect_s:
             connect_s = max(0.001, deadline.cap(connect_s))
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
+        origin = pool.origin
+        scope = asyncio.timeout(connect_s)
         try:
-            # No redirects: a redirect to another host would carry our key header along.
-            if timeout is None:
-                return await session.request(call.method, call.url, data=data, headers=headers,
-                                             allow_redirects=False)
-            return await session.request(call.method, call.url, data=data, headers=headers,
-                                         timeout=timeout, allow_redirects=False)
-        except aiohttp.ConnectionTimeoutError:
-            raise ProviderTimeoutError(self._provider, "connect", connect_s) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            async with scope:
+                return await pool.connect()
+        except TimeoutError:
+            if scope.expired():
+                raise ProviderTimeoutError(self._provider, "connect", connect_s) from None
+            raise
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
             raise ProviderConnectionError(
-                self._provider, f"cannot connect to {exc.host}:{exc.port}: {reason}") from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise ProviderConnectionError(
-                self._provider, f"connection failed before a response ({type(exc).__name__})"
+                self._provider, f"cannot connect to {origin.host}:{origin.port}: {reason}"
             ) from exc
 
-    async def _read(self, response: aiohttp.ClientResponse, reading: Awaitable[bytes]) -> bytes:
-        try:
-            return await reading
-        except _TRANSPORT_ERRORS as exc:
-            raise ProviderServerError(
-                self._provider, f"connection lost while reading HTTP {response.status} body "
-                f"({type(exc).__name__})", status_code=response.status) from exc
+    def _pool(self, origin: Origin) -> ConnectionPool:
+        pool = self._pools.get(origin)
+        if pool is None:
+            if self._closed:
+                raise ProviderUnavailableError(self._provider, "connector is closed")
+            tls = self._tls_context() if origin.scheme == "https" else None
+            pool = self._pools[origin] = ConnectionPool(
+                origin, tls, max_idle=self._max_idle, keepalive_s=KEEPALIVE_S)
+        return pool
 
-    async def _next_chunk(self, response: aiohttp.ClientResponse, clock: PhaseClock,
+    def _tls_context(self) -> ssl.SSLContext:
+        # Made once per client: loading the trust store takes milliseconds.
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+            self._tls.set_alpn_protocols(["http/1.1"])
+        return self._tls
+
+    def _target(self, url: str) -> Target:
+        target = self._targets.get(url)
+        if target is None:
+            try:
+                target = split_url(url)
+            except ValueError as exc:
+                raise ProviderUnavailableError(self._provider, f"bad URL: {exc}") from None
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            self._targets[url] = target
+        return target
+
+    async def _read(self, connection: H1Connection, limit: int, *, capped: bool = False
+                    ) -> bytes:
+        """The body (an error body only up to `limit` when `capped`)."""
+        try:
+            if capped:
+                return await _read_capped(connection, limit)
+            return await connection.read_body(limit)
+        except ConnectionError as exc:
+            raise self._broken(connection, exc) from exc
+
+    def _broken(self, connection: H1Connection, exc: ConnectionError) -> ProviderError:
+        """What a transport failure means for the call, by how far the answer had come."""
+        if isinstance(exc, MalformedResponse):
+            return ProviderProtocolError(self._provider, str(exc))
+        if not connection.head_done:
+            return ProviderConnectionError(
+                self._provider, f"connection failed before a response ({exc})")
+        return ProviderServerError(
+            self._provider, f"connection lost while reading HTTP {connection.status} body "
+            f"({exc})", status_code=connection.status)
+
+    async def _next_chunk(self, connection: H1Connection, clock: PhaseClock,
                           decoder: StreamDecoder) -> tuple[bytes, str]:
         try:
-            return await clock.wait(response.content.readany()), ""
-        except _TRANSPORT_ERRORS as exc:
-            return b"", type(exc).__name__
+            return await clock.wait(connection.read_chunk()), ""
+        except ConnectionError as exc:
+            return b"", str(exc)
         except ProviderTimeoutError:
             # The provider sent its finish reason (and usage) but neither its terminator nor
             # the end of the body: the answer is complete, so silence ends it like an EOF
@@ -220,15 +278,6 @@ class HttpClient:
                 raise
             return b"", "no terminator after the finish reason"
 
-    async def _drained(self, response: aiohttp.ClientResponse) -> bool:
-        try:
-            async with asyncio.timeout(_DRAIN_S):
-                while await response.content.readany():
-                    pass
-        except (TimeoutError, *_TRANSPORT_ERRORS):
-            return False
-        return True
-
     def _cut(self, delivered: int, interrupted: str) -> ProviderServerError:
         if interrupted:
             what = f"stream interrupted ({interrupted})"
@@ -236,22 +285,35 @@ class HttpClient:
             what = "stream ended without terminator"
         return ProviderServerError(self._provider, f"{what} after {delivered} events")
 
-    def _error(self, call: HttpCall, response: aiohttp.ClientResponse,
-               body: bytes) -> ProviderError:
+    def _error(self, call: HttpCall, connection: H1Connection, body: bytes) -> ProviderError:
         text = body[:_MAX_ERROR_BODY].decode("utf-8", errors="replace")
         for value in call.headers.values():
             for token in value.split():
                 if len(token) >= _MIN_SECRET_TOKEN:
                     text = text.replace(token, "[redacted]")
-        return self._map_error(self._provider, response.status, text, response.headers)
+        return self._map_error(self._provider, connection.status, text, connection.headers)
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    """The body up to _MAX_ERROR_BODY bytes (an error body of a streaming call)."""
+async def _read_capped(connection: H1Connection, limit: int) -> bytes:
+    """The body up to `limit` bytes (an error body of a streaming call)."""
     body = b""
-    while len(body) < _MAX_ERROR_BODY:
-        chunk = await response.content.readany()
+    while len(body) < limit:
+        chunk = await connection.read_chunk()
         if not chunk:
             break
         body += chunk
     return body
+
+
+async def _drained(connection: H1Connection) -> bool:
+    """Whether the rest of a finished stream's body arrived (briefly waited for)."""
+    if connection.complete:
+        connection.take()  # bytes after the terminator, if any: read, not used
+        return True
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            while await connection.read_chunk():
+                pass
+    except (TimeoutError, ConnectionError):
+        return False
+    return True

@@ -83,5 +83,3 @@ def setup_logging(level: str, fmt: str, secrets: Callable[[], Iterable[str]]) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access and client loggers are chatty at INFO and say nothing we need.
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)

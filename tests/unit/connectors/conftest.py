@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
+import uvloop
 
 from provider_router.connectors.base import Connector
 from provider_router.connectors.factory import ConnectorSettings, create_connector
@@ -18,6 +20,15 @@ HTTP_KINDS = (ProviderKind.OPENAI, ProviderKind.ANTHROPIC, ProviderKind.GEMINI,
               ProviderKind.OLLAMA)
 
 MakeConnector = Callable[..., Connector]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The HTTP transport's tests run on both loops: the server runs on uvloop, whose
+    transports are not asyncio's classes; the rest run on asyncio's."""
+    if item.path.name == "test_http.py":
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 def body_builder(to_request: RequestBuilder, spec: ProviderSpec

@@ -1,0 +1,247 @@
+"""One HTTP/1.1 client connection: an asyncio protocol around httptools' response parser.
+
+Why not aiohttp: its ClientSession spends about 370k CPU instructions on every request in
+Python-level bookkeeping (request and response objects, header multidicts, a writer task,
+timer handles), more than the whole router's own logic. This protocol does the same job for
+about 30k: httptools (llhttp, the parser behind uvicorn) does the parsing, which is the part
+that must be exact; what is left here is framing one request and handing the answer's bytes
+to exactly one reader.
+
+A connection serves one request at a time; its pool (h1_pool.py) lends it out and takes it
+back only when the answer was read to its end and both sides keep the connection alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import cast
+
+import httptools
+
+# A response head larger than this is not an LLM API's; refusing it bounds memory.
+MAX_HEAD_BYTES = 64 * 1024
+# The socket stops being read while this much body waits for its reader (a slow consumer).
+_PAUSE_AT = 256 * 1024
+_INFLATE_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
+                  "deflate": zlib.MAX_WBITS}
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed (or failed) before the answer was complete."""
+
+
+class MalformedResponse(ConnectionError):
+    """The peer's bytes are not a valid HTTP/1.1 response."""
+
+
+class H1Connection(asyncio.Protocol):
+    """Reads one response at a time; the body arrives in the order it was received."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._paused = False
+        self._inflate: zlib._Decompress | None = None
+        self._head_bytes = 0
+        self._error: ConnectionError | None = None
+        self._closed = False
+        self._keep_alive = False
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.head_done = False
+        self.complete = False
+        self.idle_since = 0.0
+
+    # --- the reader's side ------------------------------------------------------------
+
+    def send(self, head: bytes, body: bytes | None) -> None:
+        """Write one request; its answer is read with the methods below."""
+        assert self._transport is not None
+        self.status, self.headers, self.head_done, self.complete = 0, {}, False, False
+        self._keep_alive = False
+        self._head_bytes = 0
+        self._inflate = None
+        if body:
+            self._transport.writelines((head, body))
+        else:
+            self._transport.write(head)
+
+    async def read_head(self) -> None:
+        """Wait until the status line and headers are in."""
+        while not self.head_done:
+            await self._wait()
+
+    async def read_body(self, limit: int) -> bytes:
+        """The whole body; MalformedResponse beyond `limit` bytes."""
+        while not self.complete:
+            if self._buffered > limit:
+                raise MalformedResponse(f"response body over {limit} bytes")
+            await self._wait()
+        return self.take()
+
+    async def read_chunk(self) -> bytes:
+        """The body received since the last read (waiting for some); b"" once it ended."""
+        while not self._chunks and not self.complete:
+            await self._wait()
+        return self.take()
+
+    def take(self) -> bytes:
+        """The body bytes buffered so far, without waiting."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._buffered = 0
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+        if self._error is not None and not self.complete:
+            raise self._error
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may follow on this connection."""
+        return (self.complete and not self._closed and self._error is None
+                and not self._chunks and self._keep_alive)
+
+    @property
+    def closed(self) -> bool:
+        """Closed by either side."""
+        return self._closed or self._transport is None or self._transport.is_closing()
+
+    def close(self) -> None:
+        """Drop the connection at once: the peer sees it and stops sending."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
+        # uvloop's TCP transports are not asyncio.Transport subclasses, so no isinstance.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; its callbacks below fill the answer."""
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(MalformedResponse("unexpected protocol upgrade"))
+        except httptools.HttpParserError as exc:
+            # A callback's own refusal arrives wrapped in a "callback error".
+            cause = exc.__cause__ or exc.__context__
+            self._fail(cause if isinstance(cause, MalformedResponse)
+                       else MalformedResponse(f"malformed HTTP response ({exc})"))
+
+    def eof_received(self) -> bool:
+        """Let the transport close; connection_lost decides what the EOF means."""
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """An answer without a length ends here; any other unfinished one is cut."""
+        self._closed = True
+        if self.head_done and not self.complete and self._delimited_by_close():
+            self.complete = True
+            self._wake()
+            return
+        if not self.complete:
+            reason = f" ({type(exc).__name__})" if exc is not None else ""
+            self._fail(ConnectionLost(f"connection closed before the response ended{reason}"))
+
+    def pause_writing(self) -> None:
+        """Requests are written whole; the transport buffers a large one."""
+
+    def resume_writing(self) -> None:
+        """See pause_writing."""
+
+    def _delimited_by_close(self) -> bool:
+        headers = self.headers
+        return ("content-length" not in headers
+                and "chunked" not in headers.get("transfer-encoding", "").lower())
+
+    def _fail(self, error: ConnectionError) -> None:
+        if self._error is None:
+            self._error = error
+        if not self._closed:
+            self.close()
+        self._wake()
+
+    # --- httptools callbacks -----------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header line (duplicates are joined, as HTTP allows for list values)."""
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise MalformedResponse(f"response head over {MAX_HEAD_BYTES} bytes")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = self.headers.get(key)
+        self.headers[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        """The head is in (an informational 1xx head is skipped)."""
+        status = self._parser.get_status_code()
+        if status < 200:
+            self.headers = {}
+            self._head_bytes = 0
+            return
+        self.status = status
+        encoding = self.headers.get("content-encoding", "").strip().lower()
+        if encoding and encoding != "identity":
+            wbits = _INFLATE_WBITS.get(encoding)
+            if wbits is None:
+                raise MalformedResponse(f"unsupported content-encoding {encoding!r}")
+            self._inflate = zlib.decompressobj(wbits)
+        self.head_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        """A piece of the body, inflated when the answer was compressed."""
+        if self._inflate is not None:
+            try:
+                body = self._inflate.decompress(body)
+            except zlib.error as exc:
+                raise MalformedResponse(f"corrupt compressed body ({exc})") from None
+        if not body:
+            return
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _PAUSE_AT and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        """The answer ended (an informational 1xx answer is not the answer)."""
+        if not self.head_done:
+            return
+        if self._inflate is not None:
+            rest = self._inflate.flush()
+            if rest:
+                self._chunks.append(rest)
+        # Asked here: the parser forgets the answer's keep-alive state once it returns.
+        self._keep_alive = self._parser.should_keep_alive()
+        self.complete = True
+        self._wake()
