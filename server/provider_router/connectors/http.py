@@ -26,7 +26,7 @@ from provider_router.connectors.h1_pool import (
     request_head,
     split_url,
 )
-from provider_router.connectors.payload import dumps, parse_json
+from provider_router.connectors.payload import dumps_bytes, parse_json
 from provider_router.connectors.streaming import StreamDecoder
 from provider_router.connectors.timing import PhaseClock, PhaseTimeouts
 from provider_router.domain import JsonObject, JsonValue, ProbeResult, StreamEvent
@@ -177,7 +177,7 @@ class HttpClient:
         headers = call.headers
         if call.body is not None:
             body = call.body if type(call.body) is dict else dict(call.body)
-            data = dumps(body).encode()
+            data = dumps_bytes(body)
             if "Content-Type" not in headers:
                 headers = {**headers, "Content-Type": "application/json"}
         request = request_head(call.method, target, headers,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+import orjson
+
 from provider_router.domain import JsonObject, JsonValue
 
 _EMPTY: JsonObject = {}
@@ -18,14 +20,30 @@ Json = JsonValue | JsonObject
 
 
 def parse_json(text: str | bytes) -> JsonValue:
-    """Decode JSON text; raises ValueError on malformed input."""
-    value: JsonValue = json.loads(text)
+    """Decode JSON text; raises ValueError on malformed input.
+
+    orjson first: it decodes an answer or a stream chunk 3-4x faster than json. What it
+    refuses that json accepts (NaN, Infinity) goes to json, so one odd field never breaks
+    an answer. (It reads an integer over 64 bits as a float; no provider field is that big.)"""
+    try:
+        value: JsonValue = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = json.loads(text)
     return value
 
 
 def dumps(value: JsonValue) -> str:
     """Compact JSON text."""
-    return _COMPACT.encode(value)
+    return dumps_bytes(value).decode()
+
+
+def dumps_bytes(value: JsonValue) -> bytes:
+    """Compact JSON as UTF-8 bytes (a request body), by orjson; json for integers over
+    64 bits, which orjson refuses."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _COMPACT.encode(value).encode()
 
 
 # json.dumps with any non-default option builds a new encoder per call; this one is built
