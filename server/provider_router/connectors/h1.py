@@ -52,7 +52,8 @@ class H1Connection(asyncio.Protocol):
         self._closed = False
         self._keep_alive = False
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._headers: dict[str, str] | None = None
         self.head_done = False
         self.complete = False
         self.idle_since = 0.0
@@ -62,7 +63,8 @@ class H1Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes | None) -> None:
         """Write one request; its answer is read with the methods below."""
         assert self._transport is not None
-        self.status, self.headers, self.head_done, self.complete = 0, {}, False, False
+        self.status, self.head_done, self.complete = 0, False, False
+        self._raw_headers, self._headers = [], None
         self._keep_alive = False
         self._head_bytes = 0
         self._inflate = None
@@ -113,6 +115,26 @@ class H1Connection(asyncio.Protocol):
             self._waiter = None
         if self._error is not None and not self.complete:
             raise self._error
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The answer's headers, names lower-cased; a repeated header's values joined with
+        ", " as HTTP allows for list values. Decoded when first asked for."""
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for raw_name, raw_value in self._raw_headers:
+                name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+                previous = headers.get(name)
+                headers[name] = value if previous is None else f"{previous}, {value}"
+            self._headers = headers
+        return self._headers
+
+    def _header(self, lowered: bytes) -> str:
+        """One header's value ("" when absent) without decoding the others."""
+        size = len(lowered)
+        values = [value.decode("latin-1") for name, value in self._raw_headers
+                  if len(name) == size and name.lower() == lowered]
+        return ", ".join(values)
 
     @property
     def reusable(self) -> bool:
@@ -177,9 +199,8 @@ class H1Connection(asyncio.Protocol):
         """See pause_writing."""
 
     def _delimited_by_close(self) -> bool:
-        headers = self.headers
-        return ("content-length" not in headers
-                and "chunked" not in headers.get("transfer-encoding", "").lower())
+        return (not self._header(b"content-length")
+                and "chunked" not in self._header(b"transfer-encoding").lower())
 
     def _fail(self, error: ConnectionError) -> None:
         if self._error is None:
@@ -191,24 +212,21 @@ class H1Connection(asyncio.Protocol):
     # --- httptools callbacks -----------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """One header line (duplicates are joined, as HTTP allows for list values)."""
+        """One header line, kept raw: most answers never need their headers decoded."""
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD_BYTES:
             raise MalformedResponse(f"response head over {MAX_HEAD_BYTES} bytes")
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        previous = self.headers.get(key)
-        self.headers[key] = text if previous is None else f"{previous}, {text}"
+        self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         """The head is in (an informational 1xx head is skipped)."""
         status = self._parser.get_status_code()
         if status < 200:
-            self.headers = {}
+            self._raw_headers = []
             self._head_bytes = 0
             return
         self.status = status
-        encoding = self.headers.get("content-encoding", "").strip().lower()
+        encoding = self._header(b"content-encoding").strip().lower()
         if encoding and encoding != "identity":
             wbits = _INFLATE_WBITS.get(encoding)
             if wbits is None:
