@@ -14,6 +14,7 @@ back only when the answer was read to its end and both sides keep the connection
 from __future__ import annotations
 
 import asyncio
+import math
 import zlib
 from typing import cast
 
@@ -33,6 +34,10 @@ class ConnectionLost(ConnectionError):
 
 class MalformedResponse(ConnectionError):
     """The peer's bytes are not a valid HTTP/1.1 response."""
+
+
+class ReadTimeout(TimeoutError):
+    """The awaited part of the answer did not come before the reader's expiry."""
 
 
 class H1Connection(asyncio.Protocol):
@@ -57,6 +62,12 @@ class H1Connection(asyncio.Protocol):
         self.head_done = False
         self.complete = False
         self.idle_since = 0.0
+        # The loop time by which an awaited read must be answered, and the one timer that
+        # enforces it. A stream moves the expiry on every chunk; the timer is not moved
+        # along (a heap operation each time) but, when it fires early, re-armed once for
+        # wherever the expiry is by then.
+        self._expiry = math.inf
+        self._timer: asyncio.TimerHandle | None = None
 
     # --- the reader's side ------------------------------------------------------------
 
@@ -72,6 +83,30 @@ class H1Connection(asyncio.Protocol):
             self._transport.writelines((head, body))
         else:
             self._transport.write(head)
+
+    def expire_in(self, seconds: float) -> None:
+        """Reads from now on fail with ReadTimeout unless answered within `seconds`."""
+        expiry = self._loop.time() + seconds
+        self._expiry = expiry
+        timer = self._timer
+        if timer is not None and expiry < timer.when():
+            timer.cancel()  # sooner than it would fire: armed anew by the next wait
+            self._timer = None
+
+    def _disarm(self) -> None:
+        self._expiry = math.inf
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiter is None or self._waiter.done():
+            return  # nobody waits; the next wait arms the timer again
+        if self._loop.time() < self._expiry:
+            self._timer = self._loop.call_at(self._expiry, self._on_timer)
+            return
+        self._waiter.set_exception(ReadTimeout())
 
     async def read_head(self) -> None:
         """Wait until the status line and headers are in."""
@@ -108,6 +143,10 @@ class H1Connection(asyncio.Protocol):
     async def _wait(self) -> None:
         if self._error is not None:
             raise self._error
+        if self._timer is None and self._expiry != math.inf:
+            if self._loop.time() >= self._expiry:
+                raise ReadTimeout()
+            self._timer = self._loop.call_at(self._expiry, self._on_timer)
         waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
@@ -147,9 +186,14 @@ class H1Connection(asyncio.Protocol):
         """Closed by either side."""
         return self._closed or self._transport is None or self._transport.is_closing()
 
+    def idle(self) -> None:
+        """Back in the pool: no read is awaited, so no expiry is kept."""
+        self._disarm()
+
     def close(self) -> None:
         """Drop the connection at once: the peer sees it and stops sending."""
         self._closed = True
+        self._disarm()
         if self._transport is not None:
             self._transport.abort()
 

@@ -105,6 +105,7 @@ class ConnectionPool:
         if self._closed or not connection.reusable or len(self._idle) >= self._max_idle:
             connection.close()
             return
+        connection.idle()
         connection.idle_since = time.monotonic()
         self._idle.append(connection)
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
 from provider_router.connectors.errormap import ErrorMapper
-from provider_router.connectors.h1 import H1Connection, MalformedResponse
+from provider_router.connectors.h1 import H1Connection, MalformedResponse, ReadTimeout
 from provider_router.connectors.h1_pool import (
     ConnectionPool,
     Origin,
@@ -97,13 +97,10 @@ class HttpClient:
     async def request_json(self, call: HttpCall, deadline: Deadline) -> JsonValue:
         """A unary call: the decoded JSON body of a 2xx answer, else the mapped error."""
         clock = PhaseClock(self._provider, self._timeouts, deadline, streaming=False)
-        # One timeout scope for the whole call: a unary call has no phase after connect.
-        return await clock.wait(self._unary(call, deadline))
-
-    async def _unary(self, call: HttpCall, deadline: Deadline) -> JsonValue:
-        pool, connection = await self._send(call, deadline)
+        pool, connection = await self._send(call, clock)
         try:
-            body = await self._read(connection, _MAX_BODY)
+            # One expiry for the whole answer: a unary call has no phase after connect.
+            body = await self._read(connection, clock, _MAX_BODY)
             if connection.status >= 300:
                 raise self._error(call, connection, body[:_MAX_ERROR_BODY])
         except BaseException:
@@ -120,11 +117,11 @@ class HttpClient:
                      decoder: StreamDecoder) -> AsyncGenerator[StreamEvent, None]:
         """A streaming call: deltas as they arrive, then exactly one StreamFinish."""
         clock = PhaseClock(self._provider, self._timeouts, deadline, streaming=True)
-        pool, connection = await clock.wait(self._send(call, deadline, head=True))
+        pool, connection = await self._send(call, clock, head=True)
         clean = False
         try:
             if connection.status >= 300:
-                body = await clock.wait(self._read(connection, _MAX_ERROR_BODY, capped=True))
+                body = await self._read(connection, clock, _MAX_ERROR_BODY, capped=True)
                 raise self._error(call, connection, body)
             delivered = 0
             interrupted = ""
@@ -166,11 +163,11 @@ class HttpClient:
             return ProbeResult(False, exc.message, (time.monotonic() - started) * 1000)
         return ProbeResult(True, "", (time.monotonic() - started) * 1000)
 
-    async def _send(self, call: HttpCall, deadline: Deadline, *, head: bool = False
+    async def _send(self, call: HttpCall, clock: PhaseClock, *, head: bool = False
                     ) -> tuple[ConnectionPool, H1Connection]:
         """Send the request on a pooled (or new) connection; with `head`, also await the
-        response head. The caller bounds the wait. There are no redirects: one to another
-        host would carry our key header along."""
+        response head. There are no redirects: one to another host would carry our key
+        header along."""
         target = self._target(call.url)
         pool = self._pool(target.origin)
         data: bytes | None = None
@@ -182,11 +179,17 @@ class HttpClient:
                 headers = {**headers, "Content-Type": "application/json"}
         request = request_head(call.method, target, headers,
                                len(data) if data is not None else None)
-        connection = pool.idle_connection() or await self._connect(pool, deadline)
+        connection = pool.idle_connection() or await self._connect(pool, clock)
+        phase, limit = "", 0.0
         try:
             connection.send(request, data)
             if head:
+                left, phase, limit = clock.window()
+                connection.expire_in(left)
                 await connection.read_head()
+        except ReadTimeout:
+            connection.close()
+            raise clock.expired(phase, limit) from None
         except ConnectionError as exc:
             connection.close()
             raise self._broken(connection, exc) from exc
@@ -195,18 +198,21 @@ class HttpClient:
             raise
         return pool, connection
 
-    async def _connect(self, pool: ConnectionPool, deadline: Deadline) -> H1Connection:
+    async def _connect(self, pool: ConnectionPool, clock: PhaseClock) -> H1Connection:
+        """A new connection within the connect timeout, or the call's phase when that ends
+        sooner."""
         connect_s = self._timeouts.connect
-        if deadline.remaining() < connect_s:
-            connect_s = max(0.001, deadline.cap(connect_s))
+        left, phase, limit = clock.window()
+        expired = (ProviderTimeoutError(self._provider, "connect", connect_s)
+                   if connect_s <= left else clock.expired(phase, limit))
         origin = pool.origin
-        scope = asyncio.timeout(connect_s)
+        scope = asyncio.timeout(min(connect_s, left))
         try:
             async with scope:
                 return await pool.connect()
         except TimeoutError:
             if scope.expired():
-                raise ProviderTimeoutError(self._provider, "connect", connect_s) from None
+                raise expired from None
             raise
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
@@ -243,13 +249,18 @@ class HttpClient:
             self._targets[url] = target
         return target
 
-    async def _read(self, connection: H1Connection, limit: int, *, capped: bool = False
-                    ) -> bytes:
-        """The body (an error body only up to `limit` when `capped`)."""
+    async def _read(self, connection: H1Connection, clock: PhaseClock, limit: int, *,
+                    capped: bool = False) -> bytes:
+        """The body within the clock's window (an error body only up to `limit` when
+        `capped`)."""
+        left, phase, limit_s = clock.window()
+        connection.expire_in(left)
         try:
             if capped:
                 return await _read_capped(connection, limit)
             return await connection.read_body(limit)
+        except ReadTimeout:
+            raise clock.expired(phase, limit_s) from None
         except ConnectionError as exc:
             raise self._broken(connection, exc) from exc
 
@@ -266,17 +277,19 @@ class HttpClient:
 
     async def _next_chunk(self, connection: H1Connection, clock: PhaseClock,
                           decoder: StreamDecoder) -> tuple[bytes, str]:
+        left, phase, limit = clock.window()
+        connection.expire_in(left)
         try:
-            return await clock.wait(connection.read_chunk()), ""
-        except ConnectionError as exc:
-            return b"", str(exc)
-        except ProviderTimeoutError:
+            return await connection.read_chunk(), ""
+        except ReadTimeout:
             # The provider sent its finish reason (and usage) but neither its terminator nor
             # the end of the body: the answer is complete, so silence ends it like an EOF
             # would, instead of breaking a finished answer.
             if decoder.finish() is None:
-                raise
+                raise clock.expired(phase, limit) from None
             return b"", "no terminator after the finish reason"
+        except ConnectionError as exc:
+            return b"", str(exc)
 
     def _cut(self, delivered: int, interrupted: str) -> ProviderServerError:
         if interrupted:
@@ -310,10 +323,10 @@ async def _drained(connection: H1Connection) -> bool:
     if connection.complete:
         connection.take()  # bytes after the terminator, if any: read, not used
         return True
+    connection.expire_in(_DRAIN_S)
     try:
-        async with asyncio.timeout(_DRAIN_S):
-            while await connection.read_chunk():
-                pass
-    except (TimeoutError, ConnectionError):
+        while await connection.read_chunk():
+            pass
+    except (ReadTimeout, ConnectionError):
         return False
     return True

@@ -80,6 +80,18 @@ class PhaseClock:
             return phase_left, self._phase, self._phase_limit
         return total_left, "total", self._total_limit
 
+    def window(self) -> tuple[float, str, float]:
+        """The budget of the wait about to start (see `wait`), never negative: seconds, the
+        phase that bounds it, and that phase's limit."""
+        if self._phase == "idle":
+            self._phase_end = time.monotonic() + self._idle
+        left, phase, limit = self.budget()
+        return max(0.0, left), phase, limit
+
+    def expired(self, phase: str, limit: float) -> ProviderTimeoutError:
+        """The error for a wait that outlived its window."""
+        return ProviderTimeoutError(self._provider, phase, limit)
+
     def saw_delta(self) -> None:
         """A delta reached the caller: the first-token phase is over (streaming calls only)."""
         if not self._streaming:
@@ -95,10 +107,8 @@ class PhaseClock:
         A caller's cancellation is never turned into a timeout: asyncio.timeout tells
         its own expiry apart from an outside cancel.
         """
-        if self._phase == "idle":
-            self._phase_end = time.monotonic() + self._idle
-        left, phase, limit = self.budget()
-        scope = asyncio.timeout(max(0.0, left))
+        left, phase, limit = self.window()
+        scope = asyncio.timeout(left)
         try:
             async with scope:
                 return await awaitable

@@ -9,6 +9,7 @@ refuse keep-alive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from provider_router.connectors.errormap import table_mapper
-from provider_router.connectors.h1 import ConnectionLost, MalformedResponse
+from provider_router.connectors.h1 import (
+    ConnectionLost,
+    H1Connection,
+    MalformedResponse,
+    ReadTimeout,
+)
 from provider_router.connectors.h1_pool import (
     ConnectionPool,
     Origin,
@@ -285,3 +291,73 @@ async def test_client_maps_transport_failures_to_provider_errors(
             await client.request_json(HttpCall("POST", f"http://127.0.0.1:{raw.port}{path}",
                                                {}, {}), Deadline.after(5))
     await client.aclose()
+
+
+async def drip_server(parts: list[tuple[float, bytes]]) -> tuple[asyncio.Server, Target]:
+    """A server that answers any request with `parts`, each after its delay, then holds."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for delay, data in parts:
+            await asyncio.sleep(delay)
+            writer.write(data)
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, split_url(f"http://127.0.0.1:{port}/s")
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def open_stream(parts: list[tuple[float, bytes]]) -> tuple[asyncio.Server, H1Connection]:
+    server, target = await drip_server([(0.0, CHUNKED_HEAD), *parts])
+    connection = await ConnectionPool(target.origin, None, max_idle=1, keepalive_s=30).connect()
+    connection.send(request_head("GET", target, {}, None), None)
+    await connection.read_head()
+    return server, connection
+
+
+async def test_read_expires_when_nothing_comes() -> None:
+    server, connection = await open_stream([])
+    loop = asyncio.get_running_loop()
+    connection.expire_in(0.15)
+    started = loop.time()
+    with pytest.raises(ReadTimeout):
+        await connection.read_chunk()
+    assert 0.1 <= loop.time() - started < 0.5
+    connection.close()
+    server.close()
+
+
+async def test_a_moved_expiry_is_honoured_both_ways() -> None:
+    server, connection = await open_stream([(0.1, b"1\r\na\r\n"), (0.25, b"1\r\nb\r\n")])
+    loop = asyncio.get_running_loop()
+    connection.expire_in(0.2)
+    assert await connection.read_chunk() == b"a"  # at 0.1
+    # Later than the armed timer (0.2): it fires early, re-arms, and does not expire the read.
+    connection.expire_in(0.4)
+    assert await connection.read_chunk() == b"b"  # at 0.35
+    # Sooner than the one armed now: the read ends at the new expiry, not the old one.
+    connection.expire_in(30.0)
+    connection.expire_in(0.1)
+    started = loop.time()
+    with pytest.raises(ReadTimeout):
+        await connection.read_chunk()
+    assert loop.time() - started < 1.0
+    connection.close()
+    server.close()
+
+
+async def test_a_connection_back_in_the_pool_keeps_no_timer(
+        serve: Callable[..., RawServer]) -> None:
+    _, pool, target = await pool_for(serve, lambda _: ok(b"{}"))
+    connection = await pool.connect()
+    connection.send(request_head("GET", target, {}, None), None)
+    connection.expire_in(60.0)
+    await connection.read_body(1024)
+    assert connection._timer is not None  # armed by the wait
+    pool.release(connection)
+    assert connection._timer is None and pool.idle_connection() is connection
