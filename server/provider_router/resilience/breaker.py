@@ -193,6 +193,13 @@ class _Breaker:
             return not self._trial
         return self.open_for(now) <= 0.0
 
+    def allows_now(self) -> bool:
+        """`allows` at the current time; the clock is read only when the breaker is not
+        closed, which is the planner's common case."""
+        if self._storage.state == pybreaker.STATE_CLOSED:
+            return True
+        return self.allows(self._clock())
+
     def admission_fraction(self, now: float) -> float:
         """Share of traffic to send: 0 or 1 when not closed, ramping up after closing."""
         if self._storage.state != pybreaker.STATE_CLOSED:
@@ -240,7 +247,8 @@ class _Breaker:
 
     def record(self, permit: _Permit, error: BaseException | None) -> None:
         """Count a finished call per its verdict."""
-        verdict = verdict_of(error)
+        # verdict_of(None) without the call: most calls succeed.
+        verdict = Verdict.SUCCESS if error is None else verdict_of(error)
         with self._lock:
             if (verdict is Verdict.SUCCESS and permit is self._closed_permit
                     and not self._failures and self._storage.state == pybreaker.STATE_CLOSED):
@@ -363,8 +371,9 @@ class ProviderBreakers:
 
     def allows(self, provider: str, model: str) -> bool:
         """Cheap gate: False while open, and while a half-open trial is in flight."""
-        breaker = self._find(provider, model)
-        return breaker is None or breaker.allows(self._clock())
+        # `_find` inlined: the planner asks this for every candidate of every decision.
+        breaker = self._breakers.get((provider, model if self._config.per_model else ""))
+        return breaker is None or breaker.allows_now()
 
     def exclusion(self, provider: str, model: str) -> ExclusionReason | None:
         """The CandidateGate answer: BREAKER_OPEN when `allows` is False."""
@@ -380,7 +389,9 @@ class ProviderBreakers:
     def guard(self, provider: str, model: str) -> Guard:
         """A context that admits one call (or raises BreakerOpenError) and counts how it
         ends; `with`, not `async with`: admitting and counting never wait."""
-        return Guard(self._get(provider, model))
+        # The lookup `_get` starts with, inlined: this runs on every attempt.
+        breaker = self._breakers.get((provider, model if self._config.per_model else ""))
+        return Guard(breaker if breaker is not None else self._get(provider, model))
 
     def add_listener(self, callback: BreakerListener) -> Callable[[], None]:
         """Call `callback` on every state change; returns a function that stops it."""

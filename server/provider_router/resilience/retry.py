@@ -29,6 +29,7 @@ __all__ = (
     "AttemptBudget",
     "ErrorPick",
     "RetryPolicy",
+    "attempt_share",
     "attempt_timeout",
     "next_delay",
     "parse_retry_after",
@@ -109,6 +110,9 @@ class AttemptBudget:
     floor_s: float = 0.5
 
 
+_DEFAULT_BUDGET = AttemptBudget()
+
+
 def attempt_timeout(deadline: Deadline, remaining_candidates: int,
                     per_attempt_total: float | None, budget: AttemptBudget | None = None
                     ) -> float:
@@ -119,10 +123,16 @@ def attempt_timeout(deadline: Deadline, remaining_candidates: int,
     provider's own `per_attempt_total` and by `left`. The first attempt usually answers, so
     it gets most of the budget; the equal share keeps room when the budget is already tight.
     """
-    b = budget or AttemptBudget()
-    left = deadline.remaining()
+    return attempt_share(deadline.remaining(), remaining_candidates, per_attempt_total,
+                         budget or _DEFAULT_BUDGET)
+
+
+def attempt_share(left: float, remaining_candidates: int, per_attempt_total: float | None,
+                  budget: AttemptBudget) -> float:
+    """`attempt_timeout` with `left` seconds remaining, for a caller that has read the clock
+    already (and needs the same reading to place the attempt's own deadline)."""
     k = max(0, remaining_candidates)
-    share = max(left / (k + 1), left - k * b.reserve_s, b.floor_s)
+    share = max(left / (k + 1), left - k * budget.reserve_s, budget.floor_s)
     if per_attempt_total is not None:
         share = min(share, per_attempt_total)
     return min(share, left)

@@ -20,6 +20,7 @@ from provider_router.domain import (
 )
 from provider_router.routing.pricing import expected_cost_usd
 from provider_router.routing.stats import StatsView
+from provider_router.tokens import estimate_prompt_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +67,11 @@ Exclusion = tuple[ExclusionReason, str]
 class CandidateFilter:
     """The exclusion tests of one request, prepared once and run on each candidate."""
 
-    __slots__ = ("_completion", "_constraints", "_excluded", "_gate", "_now", "_priced",
-                 "_prompt", "_rare", "_required", "_stats", "_stream", "_unhealthy")
+    __slots__ = ("_completion", "_constraints", "_excluded", "_gate", "_messages", "_now",
+                 "_priced", "_prompt", "_rare", "_required", "_stats", "_stream", "_unhealthy")
 
     def __init__(self, request: ChatRequest, stats: StatsView, gate: CandidateGate | None,
-                 now: float, prompt_tokens: int, completion_tokens: int) -> None:
+                 now: float, prompt_tokens: int | None, completion_tokens: int) -> None:
         options = request.routing
         c = options.constraints
         self._excluded = options.exclude_providers
@@ -80,15 +81,38 @@ class CandidateFilter:
                         or c.max_cost_usd is not None)
         self._unhealthy = stats.unhealthy()
         # Tests most requests never need are skipped as a whole: the common request then
-        # costs a handful of attribute checks per candidate.
-        self._rare = (self._priced or c.max_latency_ms is not None or gate is not None
+        # costs a handful of attribute checks per candidate, and the gate.
+        self._rare = (self._priced or c.max_latency_ms is not None
                       or c.min_context_window is not None or bool(self._unhealthy))
         self._stream = request.stream
         self._stats = stats
         self._gate = gate
         self._now = now
-        self._prompt = prompt_tokens
+        self._messages = request.messages
+        # None: the caller's figure if it gave one, else estimated on first need.
+        self._prompt = c.estimated_prompt_tokens if prompt_tokens is None else prompt_tokens
         self._completion = completion_tokens
+
+    @property
+    def now(self) -> float:
+        """The wall-clock reading the tests use (epoch seconds)."""
+        return self._now
+
+    @property
+    def completion_tokens(self) -> int:
+        """The completion size the request is priced at."""
+        return self._completion
+
+    def prompt_tokens(self) -> int:
+        """The request's prompt tokens: the caller's figure, else an estimate made once.
+
+        Lazy because only a context window, a price limit or the cost strategy needs it, and
+        the estimate walks every message.
+        """
+        prompt = self._prompt
+        if prompt is None:
+            prompt = self._prompt = estimate_prompt_tokens(self._messages)
+        return prompt
 
     def exclusion(self, c: Candidate) -> Exclusion | None:
         """The first reason the candidate cannot serve the request, or None."""
@@ -100,13 +124,23 @@ class CandidateFilter:
         if not self._required <= c.capabilities:
             missing = ", ".join(sorted(self._required - c.capabilities))
             return ExclusionReason.MISSING_CAPABILITY, f"lacks {missing}"
-        if c.context_window and self._prompt > c.context_window:
+        if c.context_window and self.prompt_tokens() > c.context_window:
             return (ExclusionReason.CONTEXT_WINDOW, f"~{self._prompt} prompt tokens exceed "
                     f"the {c.context_window}-token context window")
         if spec.max_concurrent and self._stats.in_flight(spec.name) >= spec.max_concurrent:
             return (ExclusionReason.CONCURRENCY_LIMIT,
                     f"{spec.max_concurrent} calls in flight (max_concurrent)")
-        return self._rare_exclusion(c) if self._rare else None
+        if self._rare:
+            found = self._rare_exclusion(c)
+            if found is not None:
+                return found
+        # The resilience layer's veto comes last: it is the one test that reads shared state.
+        gate = self._gate
+        if gate is not None:
+            reason = gate.exclusion(spec.name, c.target.model)
+            if reason is not None:
+                return reason, f"{reason.value.replace('_', ' ')} (resilience)"
+        return None
 
     def _rare_exclusion(self, c: Candidate) -> Exclusion | None:
         limits = self._constraints
@@ -119,10 +153,6 @@ class CandidateFilter:
             found = ExclusionReason.UNHEALTHY, "failing health checks"
         if found is None and limits.max_latency_ms is not None:
             found = self._latency(c, limits.max_latency_ms)
-        if found is None and self._gate is not None:
-            reason = self._gate.exclusion(c.spec.name, c.target.model)
-            if reason is not None:
-                found = reason, f"{reason.value.replace('_', ' ')} (resilience)"
         return found
 
     def _price(self, model: ModelSpec | None) -> Exclusion | None:
@@ -136,7 +166,7 @@ class CandidateFilter:
                 shown = "unknown" if price is None else f"${price:g}"
                 return ExclusionReason.PRICE, f"{what} price {shown}/Mtok > ${limit:g} allowed"
         if c.max_cost_usd is not None:
-            cost = expected_cost_usd(model, self._prompt, self._completion)
+            cost = expected_cost_usd(model, self.prompt_tokens(), self._completion)
             if cost is None or cost > c.max_cost_usd:
                 shown = "unknown" if cost is None else f"${cost:.6f}"
                 return ExclusionReason.PRICE, f"expected cost {shown} > ${c.max_cost_usd:g}"

@@ -27,25 +27,42 @@ from provider_router.errors import (
 from provider_router.resilience.breaker import BreakerOpenError, ProviderBreakers
 from provider_router.resilience.deadline import Deadline
 from provider_router.resilience.ratelimit import RateLimiter
-from provider_router.resilience.retry import attempt_timeout, next_delay
+from provider_router.resilience.retry import attempt_share, next_delay
 from provider_router.resilience.settings import ResilienceSettings
 from provider_router.routing.pool import ConnectorPool
 from provider_router.routing.registry import Registry
 from provider_router.routing.stats import StatsBook
 from provider_router.telemetry.metrics import Metrics
+from provider_router.tokens import estimate_prompt_tokens
 
 
 @dataclass(slots=True)
 class Chain:
     """What happened along one request's failover chain so far."""
 
-    tokens: int = 0
+    # The request as the caller sent it and the completion size it is charged at: what
+    # `tokens` is estimated from.
+    request: d.ChatRequest | None = field(default=None, repr=False)
+    completion_tokens: int = 0
     attempts: list[d.Attempt] = field(default_factory=list)
     errors: list[ProviderError] = field(default_factory=list)
     # Seconds until each rate-limited candidate has capacity again.
     waits: list[float] = field(default_factory=list)
     # After a context-length rejection only models with a larger (known) window are tried.
     min_context_window: int = 0
+    _tokens: int | None = field(default=None, init=False, repr=False)
+
+    @property
+    def tokens(self) -> int:
+        """Estimated tokens of the call (prompt + completion), which rate limits charge.
+
+        Estimated on first use: only a provider with rate limits asks, and the estimate
+        walks every message.
+        """
+        if self._tokens is None:
+            prompt = estimate_prompt_tokens(self.request.messages) if self.request else 0
+            self._tokens = prompt + self.completion_tokens
+        return self._tokens
 
 
 class BrokenStreamError(Exception):
@@ -81,6 +98,12 @@ def _fits_context(spec: d.ProviderSpec, model: str, chain: Chain) -> bool:
         found.context_window >= chain.min_context_window)
 
 
+def _limited(spec: d.ProviderSpec) -> bool:
+    """Whether attempts at the provider need admission (Dispatcher._admitted). Without rate
+    or concurrency limits admission always succeeds and changes nothing, so it is skipped."""
+    return bool(spec.rate_limit_rpm or spec.rate_limit_tpm or spec.max_concurrent)
+
+
 def _carry_attempts(error: ProviderError, chain: Chain) -> None:
     """Give an error that ends the request as it is every attempt made so far, so its status
     details list them as for any other failed chain."""
@@ -101,7 +124,9 @@ class Dispatcher:
 
     def _record(self, chain: Chain, attempt: d.Attempt) -> None:
         chain.attempts.append(attempt)
-        self._metrics.attempts.labels(attempt.provider, attempt.outcome.value).inc()
+        # The outcome is a StrEnum member, equal to (and hashing as) its value, so it is the
+        # label as is; `.value` would cost a call into the enum module on every attempt.
+        self._metrics.attempts.labels(attempt.provider, attempt.outcome).inc()
 
     def _failed(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
                 started: float, error: ProviderError, broken: bool = False) -> None:
@@ -179,8 +204,12 @@ class Dispatcher:
 
     def _attempt_deadline(self, deadline: Deadline, spec: d.ProviderSpec,
                           remaining: int) -> Deadline:
-        share = attempt_timeout(deadline, remaining, spec.timeouts.total, self._r.settings.budget)
-        return Deadline(min(deadline.expires_at, time.monotonic() + share))
+        # One clock reading for both the share (retry.attempt_timeout) and where it ends.
+        now = time.monotonic()
+        expires_at = deadline.expires_at
+        share = attempt_share(max(0.0, expires_at - now), remaining, spec.timeouts.total,
+                              self._r.settings.budget)
+        return Deadline(min(expires_at, now + share))
 
     async def _retry_delay(self, attempt_index: int, error: ProviderError,
                            deadline: Deadline) -> bool:
@@ -201,8 +230,9 @@ class Dispatcher:
                    deadline: Deadline, remaining: int, chain: Chain) -> d.ChatResult | None:
         """The target's answer, or None to move on; raises errors that end the request."""
         provider_request = d.ProviderRequest(request, target.model)
+        limited = _limited(spec)
         for index in itertools.count():
-            if not await self._admitted(spec, target, chain):
+            if limited and not await self._admitted(spec, target, chain):
                 return None
             started = time.perf_counter()
             try:
@@ -223,7 +253,8 @@ class Dispatcher:
                     return None
                 continue
             self._succeeded(chain, target, started)
-            await self._settle(spec, chain, result.usage)
+            if spec.rate_limit_tpm:
+                await self._settle(spec, chain, result.usage)
             return result
         return None  # pragma: no cover - the loop only exits by return or raise
 
@@ -239,8 +270,9 @@ class Dispatcher:
         """The target's stream. Ends after StreamFinish, or without one when it gave up
         before any delta (move on); raises BrokenStreamError when it broke after deltas."""
         provider_request = d.ProviderRequest(request, target.model)
+        limited = _limited(spec)
         for index in itertools.count():
-            if not await self._admitted(spec, target, chain):
+            if limited and not await self._admitted(spec, target, chain):
                 return
             progress = _Progress(time.perf_counter())
             attempt_deadline = self._attempt_deadline(deadline, spec, remaining)

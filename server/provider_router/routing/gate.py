@@ -28,19 +28,29 @@ class RouterGate:
         # Cached per spec object: a replaced spec is a new object and is checked again.
         self._availability: dict[str, tuple[ProviderSpec, bool, str]] = {}
 
-    def available(self, spec: ProviderSpec) -> tuple[bool, str]:
-        """Whether the provider can be used on this host, and why not."""
+    def _checked(self, spec: ProviderSpec) -> tuple[ProviderSpec, bool, str]:
         cached = self._availability.get(spec.name)
         if cached is None or cached[0] is not spec:
             ok, why = availability(spec, self._env)
             cached = (spec, ok, why)
             self._availability[spec.name] = cached
+        return cached
+
+    def available(self, spec: ProviderSpec) -> tuple[bool, str]:
+        """Whether the provider can be used on this host, and why not."""
+        cached = self._checked(spec)
         return cached[1], cached[2]
 
     def exclusion(self, provider: str, model: str) -> ExclusionReason | None:
         """Why a candidate cannot take a call right now, if it cannot."""
         spec = self._registry.snapshot().providers.get(provider)
-        if spec is None or not self.available(spec)[0]:
+        if spec is None:
+            return ExclusionReason.UNAVAILABLE
+        # Inline cache hit: this runs for every candidate of every decision.
+        cached = self._availability.get(provider)
+        if cached is None or cached[0] is not spec:
+            cached = self._checked(spec)
+        if not cached[1]:
             return ExclusionReason.UNAVAILABLE
         if not self._breakers.allows(provider, model):
             return ExclusionReason.BREAKER_OPEN

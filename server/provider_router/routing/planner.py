@@ -41,13 +41,12 @@ from provider_router.routing.candidates import (
 )
 from provider_router.routing.pricing import expected_completion_tokens
 from provider_router.routing.registry import Registry, RegistrySnapshot
-from provider_router.routing.resolve import Resolution, Source, lookup, resolve_model
+from provider_router.routing.resolve import Resolution, ResolutionCache, Source, lookup
 from provider_router.routing.rules import Rule, RuleFacts
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.strategies import STRATEGIES
-from provider_router.routing.strategies.base import Ranked, StrategyContext, as_listed
+from provider_router.routing.strategies.base import Ranked, StrategyContext
 from provider_router.routing.strategies.round_robin import RoundRobinCounters
-from provider_router.tokens import estimate_prompt_tokens
 
 __all__ = ["CandidateGate", "Planner"]
 
@@ -64,6 +63,7 @@ class Planner:
         self._rng = rng if rng is not None else random.Random()
         self._gate = gate
         self._counters = RoundRobinCounters()
+        self._resolutions = ResolutionCache(settings)
 
     def decide(self, request: ChatRequest, now: datetime | None = None, *,
                explain: bool = True) -> RouteDecision:
@@ -78,43 +78,65 @@ class Planner:
         candidate is eligible.
         """
         snapshot = self._registry.snapshot()
-        resolution = resolve_model(snapshot, self._settings, request.routing.model)
-        prompt = request.routing.constraints.estimated_prompt_tokens
-        prompt = prompt if prompt is not None else estimate_prompt_tokens(request.messages)
+        resolution = self._resolutions.resolve(snapshot, request.routing.model)
         completion = expected_completion_tokens(request.params,
                                                 self._settings.default_completion_tokens)
-        clock = self._registry.clock()
-        stats = self._registry.stats
-        ctx = StrategyContext(request, stats, self._rng, clock, resolution.group, prompt,
-                              completion, self._settings, self._counters, list(resolution.notes))
-        check = CandidateFilter(request, stats, self._gate, clock, prompt, completion)
-        return _Decision(snapshot, resolution, ctx, check, now, explain).run()
+        # The prompt is estimated only if a test or strategy needs it (CandidateFilter).
+        check = CandidateFilter(request, self._registry.stats, self._gate,
+                                self._registry.clock(), None, completion)
+        return _Decision(self, snapshot, resolution, request, check, now, explain).run()
+
+    @property
+    def settings(self) -> RoutingSettings:
+        """The routing settings this planner decides by."""
+        return self._settings
+
+    def context(self, request: ChatRequest, check: CandidateFilter, group: str,
+                notes: list[str]) -> StrategyContext:
+        """What strategies see for `request`, with the filter's clock reading and estimates."""
+        return StrategyContext(request, self._registry.stats, self._rng, check.now, group,
+                               check.prompt_tokens(), check.completion_tokens, self._settings,
+                               self._counters, notes)
 
 
 class _Decision:
     """The working state of one decision (one snapshot, one clock reading)."""
 
-    def __init__(self, snapshot: RegistrySnapshot, resolution: Resolution,
-                 ctx: StrategyContext, check: CandidateFilter, now: datetime | None,
+    __slots__ = ("_ctx", "check", "excluded", "explain", "filter", "notes", "now", "planner",
+                 "request", "resolution", "settings", "shared", "snapshot", "verdicts")
+
+    def __init__(self, planner: Planner, snapshot: RegistrySnapshot, resolution: Resolution,
+                 request: ChatRequest, check: CandidateFilter, now: datetime | None,
                  explain: bool) -> None:
+        self.planner = planner
         self.snapshot = snapshot
         self.resolution = resolution
-        self.ctx = ctx
-        self.settings = ctx.settings
-        self.request = ctx.request
-        self.notes = ctx.notes
+        self.settings = planner.settings
+        self.request = request
+        self.filter = check
         self.check = check.exclusion
+        self.notes = list(resolution.notes)
         self.now = now
         self.explain = explain
+        # Built on first use: the common decision (one eligible candidate) runs no strategy.
+        self._ctx: StrategyContext | None = None
         # Verdicts by (provider, model): every exclusion, and once rule targets are checked
         # (`shared`), every verdict, so a candidate in two pools is judged once.
         self.verdicts: dict[tuple[str, str], Exclusion | None] = {}
         self.shared = False
         self.excluded: list[CandidateReport] = []
 
+    @property
+    def ctx(self) -> StrategyContext:
+        """What strategies see; shares this decision's notes."""
+        if self._ctx is None:
+            self._ctx = self.planner.context(self.request, self.filter, self.resolution.group,
+                                             self.notes)
+        return self._ctx
+
     def run(self) -> RouteDecision:
         if self.resolution.source is Source.EXPLICIT:
-            ranked = as_listed(self.ctx, self.eligible(self.resolution.candidates))
+            ranked = _listed(self.eligible(self.resolution.candidates))
             return self.finish(ranked, [], Strategy.EXPLICIT, "")
         matched = self.match_rules() if self.rules_apply() else None
         strategy = self.base_strategy()
@@ -173,7 +195,7 @@ class _Decision:
 
     def order_rule_targets(self, rule: Rule, eligible: list[Candidate]) -> list[Ranked]:
         if rule.strategy is None:
-            return as_listed(self.ctx, eligible)
+            return _listed(eligible)
         # Strategies expect base order (their tie-break), which a rule's list need not be in.
         eligible.sort(key=base_order_key)
         return STRATEGIES[rule.strategy](_regroup(self.ctx, rule), eligible)
@@ -237,7 +259,10 @@ class _Decision:
     def finish(self, first: list[Ranked], rest: list[Ranked], strategy: Strategy,
                rule: str) -> RouteDecision:
         prefer = self.request.routing.prefer_providers
-        ordered = (_prefer(first, prefer) + _prefer(rest, prefer)) if prefer else first + rest
+        if prefer:
+            ordered = _prefer(first, prefer) + _prefer(rest, prefer)
+        else:
+            ordered = first + rest if first else rest
         if not ordered:
             raise NoCandidateError(f"no provider can serve {self.resolution.name!r}: "
                                    f"{self.why_not(self.resolution.candidates)}"
@@ -252,6 +277,11 @@ class _Decision:
                        *self.excluded)
         return RouteDecision(tuple([r[0].target for r in ordered]), strategy, rule, reports,
                              tuple(self.notes))
+
+
+def _listed(candidates: Sequence[Candidate]) -> list[Ranked]:
+    # The `as_listed` strategy, which reads nothing of its context: none is built for it.
+    return [(c, 0.0, "") for c in candidates]
 
 
 def _regroup(ctx: StrategyContext, rule: Rule) -> StrategyContext:

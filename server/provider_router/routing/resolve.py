@@ -6,6 +6,10 @@ for a model nobody lists (`gpt-` -> openai, ...; only when that provider is regi
 configured default. A model with a slash whose first part is not a provider is looked up
 whole, so `meta-llama/llama-3.1-8b` works as a bare model name; when nothing serves it either,
 it is an unknown provider, never the default: `provider/model` asks for one provider.
+
+A resolution depends only on the registry snapshot, the routing settings and the name, so
+`ResolutionCache` keeps each name's resolution for as long as the snapshot it came from is
+current: a decision then spends one dict lookup on it instead of the steps above.
 """
 
 from __future__ import annotations
@@ -43,6 +47,41 @@ class Resolution:
     def group(self) -> str:
         """The round-robin group: one counter per alias or model, whatever its deployments."""
         return f"{self.source.value}:{self.name}"
+
+
+# Callers choose model names, and every unknown one resolves to the default: past this many
+# names a snapshot's cache stops growing and later names are resolved on each call.
+_CACHED_NAMES = 1024
+
+
+class ResolutionCache:
+    """`resolve_model` answers for the current snapshot; thread-safe and lock-free.
+
+    Sound because a resolution reads nothing but the snapshot (immutable), the settings (fixed
+    for the cache's life) and the name: no clock, stats, breaker or limiter state. A new
+    snapshot starts a new table, found by identity, so no registry change is ever missed.
+    Errors are not cached: they are rare and raise as before.
+    """
+
+    __slots__ = ("_settings", "_table")
+
+    def __init__(self, settings: RoutingSettings) -> None:
+        self._settings = settings
+        # One tuple, replaced whole, so a reader never pairs a table with another snapshot.
+        self._table: tuple[RegistrySnapshot | None, dict[str, Resolution]] = (None, {})
+
+    def resolve(self, snapshot: RegistrySnapshot, name: str) -> Resolution:
+        """`resolve_model(snapshot, settings, name)`, computed once per snapshot and name."""
+        current, table = self._table
+        if current is not snapshot:
+            table = {}
+            self._table = (snapshot, table)
+        found = table.get(name)
+        if found is None:
+            found = resolve_model(snapshot, self._settings, name)
+            if len(table) < _CACHED_NAMES:
+                table[name] = found
+        return found
 
 
 def lookup(snapshot: RegistrySnapshot, settings: RoutingSettings, name: str) -> Resolution | None:

@@ -33,7 +33,6 @@ from provider_router.routing.registry import Registry
 from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.streaming import StreamChain, StreamRun
 from provider_router.telemetry.metrics import Metrics
-from provider_router.tokens import estimate_prompt_tokens
 
 
 def _cost(spec: d.ProviderSpec, model: str, usage: d.Usage) -> float | None:
@@ -85,7 +84,7 @@ class Router:
 
     def _chain(self, request: d.ChatRequest) -> Chain:
         completion = expected_completion_tokens(request.params, self._default_completion_tokens)
-        return Chain(tokens=estimate_prompt_tokens(request.messages) + completion)
+        return Chain(request, completion)
 
     async def _decide(self, request: d.ChatRequest, deadline: Deadline) -> d.RouteDecision:
         """The planner's decision for a call. When rate limits (beside open breakers) are all

@@ -179,11 +179,15 @@ class StatsBook:
         latency_ms = latency_s * _MS
         a = self._alpha
         with cell.lock:
-            cell.in_flight = max(0, cell.in_flight - 1)
+            # Never below zero: a call begun before its provider was removed and registered
+            # again ends on a fresh cell. (A test, not max(): this runs on every attempt.)
+            if cell.in_flight > 0:
+                cell.in_flight -= 1
             cell.request_count += 1
-            if len(cell.outcomes) == cell.outcomes.maxlen and cell.outcomes[0]:
+            outcomes = cell.outcomes
+            if len(outcomes) == outcomes.maxlen and outcomes[0]:
                 cell.failures -= 1
-            cell.outcomes.append(not ok)
+            outcomes.append(not ok)
             if not ok:
                 cell.failures += 1
                 cell.failure_count += 1

@@ -418,3 +418,22 @@ async def test_ramp_can_be_disabled(clock: FakeClock) -> None:
 def test_config_is_validated(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         BreakerConfig(**bad)  # type: ignore[arg-type]
+
+
+async def test_the_planner_gate_reads_the_clock_only_for_a_breaker_not_closed(
+        clock: FakeClock) -> None:
+    reads: list[float] = []
+
+    def counted() -> float:
+        reads.append(clock())
+        return clock()
+
+    breakers = ProviderBreakers(BreakerConfig(fail_max=1, reset_timeout_s=30.0), counted)
+    assert breakers.allows("p", "m")  # no breaker yet
+    await succeed(breakers)
+    reads.clear()
+    assert breakers.allows("p", "m") and reads == []
+    await fail(breakers, server_error())
+    assert not breakers.allows("p", "m") and reads
+    clock.advance(30.0)
+    assert breakers.allows("p", "m")  # the trial is due

@@ -28,6 +28,7 @@ from provider_router.resilience.deadline import Deadline
 from provider_router.resilience.retry import (
     AttemptBudget,
     RetryPolicy,
+    attempt_share,
     attempt_timeout,
     next_delay,
     parse_retry_after,
@@ -226,6 +227,17 @@ def test_attempt_timeout_never_outlives_the_deadline(left: float, k: int,
     assert 0.0 <= timeout <= left
     if total is not None:
         assert timeout <= total
+
+
+@given(left=st.floats(0.0, 600.0), k=st.integers(-1, 20),
+       total=st.none() | st.floats(0.0, 600.0))
+def test_attempt_share_is_attempt_timeout_for_a_clock_reading(left: float, k: int,
+                                                              total: float | None) -> None:
+    # The dispatcher reads the clock once and places the attempt's deadline with the same
+    # reading; the rule must be attempt_timeout's exactly.
+    budget = AttemptBudget(reserve_s=1.5, floor_s=0.25)
+    assert attempt_share(left, k, total, budget) == pytest.approx(
+        attempt_timeout(deadline_in(left), k, total, budget), abs=0.01)
 
 
 # --- pick_error ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 
 from provider_router.domain import (
     Capability,
+    ChatMessage,
     ChatRequest,
     ExclusionReason,
     HealthState,
@@ -13,8 +14,10 @@ from provider_router.domain import (
     ProviderSpec,
     RoutingConstraints,
 )
+from provider_router.routing import candidates
 from provider_router.routing.candidates import CandidateFilter, make_candidate
 from provider_router.routing.stats import StatsBook
+from provider_router.tokens import estimate_prompt_tokens
 
 from .factories import FakeGate, provider, request
 
@@ -114,3 +117,28 @@ def test_the_first_reason_wins() -> None:
     gate = FakeGate({"a": ExclusionReason.BREAKER_OPEN})
     assert reason(spec, gate=gate, req=request(exclude=frozenset({"a"}))) is \
         ExclusionReason.EXCLUDED_BY_CALLER
+
+
+def test_the_prompt_is_estimated_once_and_only_when_a_window_needs_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    estimates: list[int] = []
+
+    def counting(messages: tuple[ChatMessage, ...]) -> int:
+        estimates.append(estimate_prompt_tokens(messages))
+        return estimates[-1]
+
+    monkeypatch.setattr(candidates, "estimate_prompt_tokens", counting)
+    long = request(text="x" * 4000)  # ~1004 tokens, over PRICED's 1000-token window
+    flt = CandidateFilter(long, StatsBook(), None, 0.0, None, 100)
+    assert flt.exclusion(make_candidate(provider("a", "m"), "m")) is None
+    assert estimates == []  # no context window, no price limit: nothing needed it
+    for _ in range(2):
+        assert flt.exclusion(make_candidate(provider("a", PRICED), "m")) == (
+            ExclusionReason.CONTEXT_WINDOW,
+            "~1004 prompt tokens exceed the 1000-token context window")
+    assert estimates == [1004]
+    # The caller's own figure is used as given.
+    told = request(text="x" * 4000, constraints=RoutingConstraints(estimated_prompt_tokens=10))
+    flt = CandidateFilter(told, StatsBook(), None, 0.0, None, 100)
+    assert flt.exclusion(make_candidate(provider("a", PRICED), "m")) is None
+    assert flt.prompt_tokens() == 10 and estimates == [1004]

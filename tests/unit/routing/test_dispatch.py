@@ -1,11 +1,13 @@
 """Dispatcher bookkeeping per attempt: in-flight counts and breaker verdicts, whatever the
-attempt's end (an answer, a cancelled caller, a stream closed after its finish event)."""
+attempt's end (an answer, a cancelled caller, a stream closed after its finish event), and
+admission only where a provider has limits."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 
 import pytest
 
@@ -20,6 +22,7 @@ from provider_router.routing.dispatch import Chain, Dispatcher, Resilience
 from provider_router.routing.pool import ConnectorPool
 from provider_router.routing.registry import Registry
 from provider_router.telemetry.metrics import Metrics
+from provider_router.tokens import estimate_prompt_tokens
 
 from .factories import make_registry, provider, request
 
@@ -111,3 +114,28 @@ async def test_a_trial_stream_closed_after_its_finish_closes_the_breaker() -> No
     assert [await anext(events), await anext(events)] == [d.TextDelta("hi"), FINISH]
     await events.aclose()
     assert breakers.state("p", "m") is d.BreakerState.CLOSED
+
+
+def test_chain_tokens_are_estimated_on_first_use_from_the_callers_request() -> None:
+    asked = request(text="x" * 400)
+    chain = Chain(asked, 256)
+    assert chain.tokens == estimate_prompt_tokens(asked.messages) + 256 == 104 + 256
+    assert Chain().tokens == 0
+
+
+async def test_admission_applies_to_providers_with_limits_only() -> None:
+    dispatcher, registry, _, connector = await setup()
+    connector.release.set()
+    spec, chain = spec_of(registry), Chain(request(), 10)
+    for _ in range(3):  # no limits: every attempt goes through
+        assert await dispatcher.chat(spec, TARGET, request(), Deadline.after(10), 0, chain)
+    rpm = replace(spec, rate_limit_rpm=1)
+    assert await dispatcher.chat(rpm, TARGET, request(), Deadline.after(10), 0, chain)
+    assert await dispatcher.chat(rpm, TARGET, request(), Deadline.after(10), 0, chain) is None
+    assert len(chain.waits) == 1 and chain.waits[0] > 0
+    registry.stats.start("p")  # one call in flight elsewhere
+    single = replace(spec, max_concurrent=1)
+    assert await dispatcher.chat(single, TARGET, request(), Deadline.after(10), 0, chain) is None
+    assert [(a.outcome, a.reason) for a in chain.attempts] == [
+        (d.AttemptOutcome.SUCCESS, "")] * 4 + [(d.AttemptOutcome.SKIPPED, "RATE_LIMITED"),
+                                               (d.AttemptOutcome.SKIPPED, "CONCURRENCY_LIMIT")]

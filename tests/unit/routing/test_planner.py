@@ -9,6 +9,7 @@ import pytest
 from provider_router.domain import (
     Capability,
     ExclusionReason,
+    HealthState,
     ModelSpec,
     ProviderSpec,
     RouteTarget,
@@ -253,3 +254,31 @@ async def test_a_rule_strategy_orders_its_fallbacks_by_priority_on_ties() -> Non
     decision = planner.decide(request("m"))
     assert decision.rule == "as-listed" and decision.strategy is Strategy.RULES
     assert names(decision.targets) == ["low", "mid", "base"]
+
+
+async def test_every_registry_change_and_live_state_reaches_the_next_decision() -> None:
+    # Resolutions are kept per snapshot; nothing else is, so each of these is seen at once.
+    gate = FakeGate()
+    registry = await make_registry(provider("a", priority=1))
+    planner = make_planner(registry, gate=gate)
+
+    def lean() -> list[str]:
+        return names(planner.decide(request("m"), explain=False).targets)
+
+    assert lean() == ["a"]
+    await registry.register(provider("b", priority=5))
+    assert lean() == ["b", "a"]
+    await registry.register(provider("b", priority=5, enabled=False))
+    assert lean() == ["a"]
+    gate.reasons["a"] = ExclusionReason.BREAKER_OPEN
+    with pytest.raises(UnavailableError):
+        lean()
+    del gate.reasons["a"]
+    registry.stats.set_health("a", HealthState.UNHEALTHY, 0.0)
+    with pytest.raises(UnavailableError):
+        lean()
+    registry.stats.set_health("a", HealthState.HEALTHY, 1.0)
+    assert lean() == ["a"]
+    await registry.unregister("a")
+    with pytest.raises(UnavailableError):
+        lean()

@@ -6,8 +6,9 @@ import pytest
 
 from provider_router.domain import RouteTarget
 from provider_router.errors import UnavailableError, UnknownModelError, UnknownProviderError
+from provider_router.routing import resolve
 from provider_router.routing.registry import RegistrySnapshot
-from provider_router.routing.resolve import Source, lookup, resolve_model
+from provider_router.routing.resolve import ResolutionCache, Source, lookup, resolve_model
 from provider_router.routing.settings import DEFAULT_PREFIXES, RoutingSettings
 
 from .factories import provider
@@ -108,3 +109,40 @@ def test_an_alias_with_unregistered_deployments_says_so() -> None:
 def test_groups_are_per_alias_or_model() -> None:
     assert resolve_model(SNAPSHOT, SETTINGS, "fast").group == "alias:fast"
     assert resolve_model(SNAPSHOT, SETTINGS, "llama-3.1-8b").group == "model:llama-3.1-8b"
+
+
+# --- the per-snapshot cache -------------------------------------------------------------------
+
+
+def test_the_cache_answers_as_resolve_model_and_once_per_snapshot() -> None:
+    cache = ResolutionCache(SETTINGS)
+    for name in ("fast", "llama-3.1-8b", "openai/gpt-5-preview", "gpt-4.1", "gone"):
+        first = cache.resolve(SNAPSHOT, name)
+        assert first == resolve_model(SNAPSHOT, SETTINGS, name)
+        assert cache.resolve(SNAPSHOT, name) is first
+
+
+def test_every_new_snapshot_is_resolved_afresh() -> None:
+    cache = ResolutionCache(SETTINGS)
+    before = cache.resolve(SNAPSHOT, "llama-3.1-8b")
+    added = SNAPSHOT.with_provider(provider("fireworks", "llama-3.1-8b", priority=9))
+    assert [c.spec.name for c in cache.resolve(added, "llama-3.1-8b").candidates] == [
+        "fireworks", "groq", "together"]
+    removed = added.without_provider("groq")
+    assert [c.spec.name for c in cache.resolve(removed, "llama-3.1-8b").candidates] == [
+        "fireworks", "together"]
+    # A reader still holding an older snapshot gets that snapshot's answer.
+    assert cache.resolve(SNAPSHOT, "llama-3.1-8b") == before
+
+
+def test_errors_are_not_cached_and_names_past_the_limit_still_resolve(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ResolutionCache(RoutingSettings(default_model="gpt-4o"))
+    for _ in range(2):
+        with pytest.raises(UnknownProviderError):
+            cache.resolve(SNAPSHOT, "nobody/x")
+    monkeypatch.setattr(resolve, "_CACHED_NAMES", 2)
+    for i in range(5):
+        found = cache.resolve(SNAPSHOT, f"unknown-{i}")
+        assert found.source is Source.DEFAULT
+        assert [c.target for c in found.candidates] == [RouteTarget("openai", "gpt-4o")]
