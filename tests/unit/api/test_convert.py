@@ -126,3 +126,52 @@ def test_decision_with_candidates_fallbacks_and_exclusions() -> None:
     assert answer.candidates[1].exclusion_reason == pb.EXCLUSION_REASON_BREAKER_OPEN
     assert answer.candidates[1].detail == "open"
     assert list(answer.notes) == ["resolved m"]
+
+
+@pytest.mark.parametrize("routing", [
+    pb.RoutingOptions(),
+    pb.RoutingOptions(model=" m "),
+    pb.RoutingOptions(model="m", affinity_key="k"),
+    pb.RoutingOptions(model="m", strategy=pb.STRATEGY_COST),
+    pb.RoutingOptions(model="m", capabilities=[pb.CAPABILITY_VISION]),
+    pb.RoutingOptions(model="m", attributes={"a": "b"}, labels=["l"]),
+    pb.RoutingOptions(model="m", prefer_providers=["p"], exclude_providers=["q"]),
+    pb.RoutingOptions(constraints=pb.RoutingConstraints()),
+])
+def test_routing_fast_path_equals_full_conversion(routing: pb.RoutingOptions) -> None:
+    fast, full = convert.Violations(), convert.Violations()
+    assert convert.routing_to_domain(routing, fast) == convert._routing(routing, full)
+    assert not fast.items and not full.items
+
+
+def test_absent_routing_is_the_default() -> None:
+    request = convert.chat_to_domain(pb.ChatRequest(messages=[_user()]), stream=False)
+    assert request.routing == d.RoutingOptions()
+
+
+def test_optional_sub_messages_are_converted_when_present() -> None:
+    request = convert.chat_to_domain(pb.StreamChatRequest(
+        messages=[_user()],
+        tools=[pb.Tool(name="f", description="d")],
+        tool_choice=pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_REQUIRED),
+        response_format=pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON)), stream=True)
+    assert request.tools == (d.ToolDefinition("f", "d", {}),)
+    assert request.tool_choice == d.ToolChoice(d.ToolChoiceMode.REQUIRED)
+    assert request.response_format == d.ResponseFormat(d.ResponseFormatType.JSON)
+    assert request.params == d.GenerationParams()
+
+
+def test_violations_keep_their_order_across_sub_messages() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        convert.chat_to_domain(pb.ChatRequest(
+            messages=[pb.ChatMessage(content="no role")],
+            routing=pb.RoutingOptions(model="m", strategy=99),  # type: ignore[arg-type]
+            parameters=pb.GenerationParameters(max_tokens=0),
+            tools=[pb.Tool()],
+            tool_choice=pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_NAMED),
+            response_format=pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA)),
+            stream=False)
+    assert [v.field for v in info.value.violations] == [
+        "messages[0].role", "routing.strategy", "parameters.max_tokens", "tools[0].name",
+        "tool_choice.name", "response_format.json_schema"]
+
