@@ -63,16 +63,17 @@ class Bench:
         self.mock_pid = mock_pid
 
     @contextlib.contextmanager
-    def router(self, name: str, pythonpath: str | None = None, **shape: Any
-               ) -> Iterator[Server]:
-        """`provider-router serve --config <generated>` for the duration of the block."""
+    def router(self, name: str, pythonpath: str | None = None, *, pin: bool = True,
+               **shape: Any) -> Iterator[Server]:
+        """`provider-router serve --config <generated>` for the duration of the block; one
+        worker is pinned to the server core unless `pin` is off (several never are)."""
         port, metrics = free_port(), free_port()
         config = self.settings.logs / f"{name}.toml"
         config.write_text(configs.server_config(configs.ServerShape(
             listen=f"127.0.0.1:{port}", metrics_port=metrics, mock_port=self.mock_port,
             **shape)))
         workers = int(shape.get("workers", 1))
-        cores = self.settings.cores.server if workers == 1 else ""
+        cores = self.settings.cores.server if workers == 1 and pin else ""
         path = self.settings.pythonpath if pythonpath is None else pythonpath
         target = f"127.0.0.1:{port}"
         argv = [*pin_prefix(cores), *router_argv(config, workers)]
