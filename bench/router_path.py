@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from pathlib import Path
 import provider_router
 from bench import configs
 from bench.instructions import instructions_in
-from bench.routing_decision import request_for
+from bench.routing_decision import best_us, request_for
 from provider_router import domain as d
 from provider_router.app import with_default_target
 from provider_router.config import build_config
@@ -113,25 +112,6 @@ async def build_rig() -> Rig:
     router = Router(registry, planner, pool, resilience, status, Metrics(), {},
                     default_completion_tokens=routing.default_completion_tokens)
     return Rig(planner, router)
-
-
-def best_us(run_batch: Callable[[int], None], budget_s: float) -> float:
-    """Best µs per call over batches of ~5 ms, for `budget_s` seconds (at least 5 batches)."""
-    run_batch(1)  # warm up
-    batch = 1
-    while True:
-        start = time.perf_counter()
-        run_batch(batch)
-        if time.perf_counter() - start > 0.005:
-            break
-        batch *= 2
-    samples: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or len(samples) < 5:
-        start = time.perf_counter()
-        run_batch(batch)
-        samples.append((time.perf_counter() - start) / batch * 1e6)
-    return min(samples)
 
 
 def _sync_batch(call: Callable[[], object]) -> Callable[[int], None]:

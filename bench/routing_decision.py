@@ -21,6 +21,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from provider_router.domain import (
@@ -62,17 +63,25 @@ async def planner_for(count: int, strategy: Strategy) -> Planner:
 
 def time_decisions(planner: Planner, request: ChatRequest, budget_s: float,
                    explain: bool = True) -> float:
-    """Best µs per decision over repeated timed batches (garbage collection on).
+    """Best µs per decision over repeated timed batches (garbage collection on)."""
+    def run_batch(count: int) -> None:
+        for _ in range(count):
+            planner.decide(request, explain=explain)
+
+    return best_us(run_batch, budget_s)
+
+
+def best_us(run_batch: Callable[[int], None], budget_s: float) -> float:
+    """Best µs per call over batches of ~5 ms, for `budget_s` seconds (at least 5 batches).
 
     The best batch, like timeit, because on a shared machine every slower batch measures the
-    neighbours as well as the code.
+    neighbours as well as the code. The first call warms up (zoneinfo, first allocations).
     """
-    planner.decide(request, explain=explain)  # warm up (zoneinfo, first allocations)
+    run_batch(1)  # warm up
     batch = 1
-    while True:  # grow the batch until it takes ~5 ms, so timer resolution does not matter
+    while True:
         start = time.perf_counter()
-        for _ in range(batch):
-            planner.decide(request, explain=explain)
+        run_batch(batch)
         if time.perf_counter() - start > 0.005:
             break
         batch *= 2
@@ -80,8 +89,7 @@ def time_decisions(planner: Planner, request: ChatRequest, budget_s: float,
     deadline = time.perf_counter() + budget_s
     while time.perf_counter() < deadline or len(samples) < 5:
         start = time.perf_counter()
-        for _ in range(batch):
-            planner.decide(request, explain=explain)
+        run_batch(batch)
         samples.append((time.perf_counter() - start) / batch * 1e6)
     return min(samples)
 
