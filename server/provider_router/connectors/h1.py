@@ -22,7 +22,8 @@ import httptools
 
 # A response head larger than this is not an LLM API's; refusing it bounds memory.
 MAX_HEAD_BYTES = 64 * 1024
-# The socket stops being read while this much body waits for its reader (a slow consumer).
+# A stream's socket stops being read while this much body waits for its reader (a slow
+# consumer). A whole-body read is bounded by its own limit instead.
 _PAUSE_AT = 256 * 1024
 _INFLATE_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
                   "deflate": zlib.MAX_WBITS}
@@ -51,6 +52,7 @@ class H1Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
+        self._pause_at = _PAUSE_AT
         self._inflate: zlib._Decompress | None = None
         self._head_bytes = 0
         self._error: ConnectionError | None = None
@@ -115,6 +117,10 @@ class H1Connection(asyncio.Protocol):
 
     async def read_body(self, limit: int) -> bytes:
         """The whole body; MalformedResponse beyond `limit` bytes."""
+        # Nobody takes pieces before the end here, so pausing at the stream threshold would
+        # wait forever: the socket is read up to the limit instead.
+        self._pause_at = limit
+        self._resume()
         while not self.complete:
             if self._buffered > limit:
                 raise MalformedResponse(f"response body over {limit} bytes")
@@ -123,6 +129,7 @@ class H1Connection(asyncio.Protocol):
 
     async def read_chunk(self) -> bytes:
         """The body received since the last read (waiting for some); b"" once it ended."""
+        self._pause_at = _PAUSE_AT
         while not self._chunks and not self.complete:
             await self._wait()
         return self.take()
@@ -135,10 +142,13 @@ class H1Connection(asyncio.Protocol):
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = []
         self._buffered = 0
+        self._resume()
+        return data
+
+    def _resume(self) -> None:
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
-        return data
 
     async def _wait(self) -> None:
         if self._error is not None:
@@ -290,7 +300,7 @@ class H1Connection(asyncio.Protocol):
             return
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > _PAUSE_AT and not self._paused and self._transport is not None:
+        if self._buffered > self._pause_at and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
         self._wake()

@@ -361,3 +361,17 @@ async def test_a_connection_back_in_the_pool_keeps_no_timer(
     assert connection._timer is not None  # armed by the wait
     pool.release(connection)
     assert connection._timer is None and pool.idle_connection() is connection
+
+
+async def test_a_whole_body_larger_than_the_pause_threshold_is_read(
+        serve: Callable[..., RawServer]) -> None:
+    big = b'{"text":"' + b"z" * 3_000_000 + b'"}'
+    raw, pool, target = await pool_for(serve, lambda _: ok(big))
+    client = HttpClient("p", PhaseTimeouts(5, 5, 5, 5), table_mapper(()))
+    answer = await client.request_json(HttpCall("POST", f"http://127.0.0.1:{raw.port}/big",
+                                                {}, {}), Deadline.after(5))
+    assert answer == {"text": "z" * 3_000_000}
+    connection = await pool.connect()  # and the connection itself, read whole
+    connection.send(request_head("GET", target, {}, None), None)
+    assert await connection.read_body(10_000_000) == big
+    await client.aclose()
