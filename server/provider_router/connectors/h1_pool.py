@@ -17,6 +17,7 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from provider_router.connectors.h1 import H1Connection
+from provider_router.connectors.resolver import Resolver
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters a request target may carry as they are (RFC 3986 reserved + unreserved + '%').
@@ -86,6 +87,7 @@ class ConnectionPool:
         self._max_idle = max_idle
         self._keepalive_s = keepalive_s
         self._idle: deque[H1Connection] = deque()
+        self._resolver = Resolver(origin.host, origin.port)
         self._closed = False
 
     def idle_connection(self) -> H1Connection | None:
@@ -116,12 +118,19 @@ class ConnectionPool:
             self._idle.pop().close()
 
     async def connect(self) -> H1Connection:
-        """A new connection (OSError when it cannot be made; the caller bounds the wait)."""
+        """A new connection to the first of the host's addresses that accepts one (OSError,
+        the last address's, when none does; the caller bounds the wait)."""
         loop = asyncio.get_running_loop()
-        host, port = self.origin.host, self.origin.port
-        if self._tls is None:
-            _, connection = await loop.create_connection(lambda: H1Connection(loop), host, port)
-        else:
-            _, connection = await loop.create_connection(
-                lambda: H1Connection(loop), host, port, ssl=self._tls, server_hostname=host)
-        return connection
+        host = self.origin.host
+        failure: OSError | None = None
+        for family, address, port in await self._resolver.addresses():
+            try:
+                _, connection = await loop.create_connection(
+                    lambda: H1Connection(loop), address, port, family=family, ssl=self._tls,
+                    server_hostname=host if self._tls is not None else None)
+            except OSError as exc:
+                failure = exc
+                continue
+            return connection
+        self._resolver.forget()
+        raise failure if failure is not None else OSError(f"no address for {host}")
