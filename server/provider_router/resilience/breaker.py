@@ -371,8 +371,7 @@ class ProviderBreakers:
 
     def allows(self, provider: str, model: str) -> bool:
         """Cheap gate: False while open, and while a half-open trial is in flight."""
-        # `_find` inlined: the planner asks this for every candidate of every decision.
-        breaker = self._breakers.get((provider, model if self._config.per_model else ""))
+        breaker = self._find(provider, model)
         return breaker is None or breaker.allows_now()
 
     def exclusion(self, provider: str, model: str) -> ExclusionReason | None:
@@ -389,9 +388,7 @@ class ProviderBreakers:
     def guard(self, provider: str, model: str) -> Guard:
         """A context that admits one call (or raises BreakerOpenError) and counts how it
         ends; `with`, not `async with`: admitting and counting never wait."""
-        # The lookup `_get` starts with, inlined: this runs on every attempt.
-        breaker = self._breakers.get((provider, model if self._config.per_model else ""))
-        return Guard(breaker if breaker is not None else self._get(provider, model))
+        return Guard(self._get(provider, model))
 
     def add_listener(self, callback: BreakerListener) -> Callable[[], None]:
         """Call `callback` on every state change; returns a function that stops it."""

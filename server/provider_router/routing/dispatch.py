@@ -253,14 +253,14 @@ class Dispatcher:
                     return None
                 continue
             self._succeeded(chain, target, started)
-            if spec.rate_limit_tpm:
+            if spec.rate_limit_tpm:  # here, not in _settle: skips a coroutine per success
                 await self._settle(spec, chain, result.usage)
             return result
         return None  # pragma: no cover - the loop only exits by return or raise
 
     async def _settle(self, spec: d.ProviderSpec, chain: Chain, usage: d.Usage) -> None:
-        if spec.rate_limit_tpm:
-            await self._r.limiter.adjust(spec, chain.tokens, usage.total_tokens)
+        """Correct the tpm bucket by the tokens actually used (providers with a tpm limit)."""
+        await self._r.limiter.adjust(spec, chain.tokens, usage.total_tokens)
 
     # --- streaming --------------------------------------------------------------------------
 

@@ -44,13 +44,7 @@ class RouterGate:
     def exclusion(self, provider: str, model: str) -> ExclusionReason | None:
         """Why a candidate cannot take a call right now, if it cannot."""
         spec = self._registry.snapshot().providers.get(provider)
-        if spec is None:
-            return ExclusionReason.UNAVAILABLE
-        # Inline cache hit: this runs for every candidate of every decision.
-        cached = self._availability.get(provider)
-        if cached is None or cached[0] is not spec:
-            cached = self._checked(spec)
-        if not cached[1]:
+        if spec is None or not self._checked(spec)[1]:
             return ExclusionReason.UNAVAILABLE
         if not self._breakers.allows(provider, model):
             return ExclusionReason.BREAKER_OPEN

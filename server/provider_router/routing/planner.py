@@ -45,7 +45,7 @@ from provider_router.routing.resolve import Resolution, ResolutionCache, Source,
 from provider_router.routing.rules import Rule, RuleFacts
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.strategies import STRATEGIES
-from provider_router.routing.strategies.base import Ranked, StrategyContext
+from provider_router.routing.strategies.base import Ranked, StrategyContext, listed
 from provider_router.routing.strategies.round_robin import RoundRobinCounters
 
 __all__ = ["CandidateGate", "Planner"]
@@ -136,7 +136,7 @@ class _Decision:
 
     def run(self) -> RouteDecision:
         if self.resolution.source is Source.EXPLICIT:
-            ranked = _listed(self.eligible(self.resolution.candidates))
+            ranked = listed(self.eligible(self.resolution.candidates))
             return self.finish(ranked, [], Strategy.EXPLICIT, "")
         matched = self.match_rules() if self.rules_apply() else None
         strategy = self.base_strategy()
@@ -195,7 +195,7 @@ class _Decision:
 
     def order_rule_targets(self, rule: Rule, eligible: list[Candidate]) -> list[Ranked]:
         if rule.strategy is None:
-            return _listed(eligible)
+            return listed(eligible)
         # Strategies expect base order (their tie-break), which a rule's list need not be in.
         eligible.sort(key=base_order_key)
         return STRATEGIES[rule.strategy](_regroup(self.ctx, rule), eligible)
@@ -277,11 +277,6 @@ class _Decision:
                        *self.excluded)
         return RouteDecision(tuple([r[0].target for r in ordered]), strategy, rule, reports,
                              tuple(self.notes))
-
-
-def _listed(candidates: Sequence[Candidate]) -> list[Ranked]:
-    # The `as_listed` strategy, which reads nothing of its context: none is built for it.
-    return [(c, 0.0, "") for c in candidates]
 
 
 def _regroup(ctx: StrategyContext, rule: Rule) -> StrategyContext:

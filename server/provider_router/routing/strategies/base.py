@@ -50,6 +50,12 @@ class StrategyFn(Protocol):
         ...
 
 
+def listed(candidates: Sequence[Candidate]) -> list[Ranked]:
+    """The given order kept, unscored. It reads no context, so callers that know the
+    strategy is this one need not build a context for it (the planner)."""
+    return [(c, 0.0, "") for c in candidates]
+
+
 def as_listed(ctx: StrategyContext, candidates: Sequence[Candidate]) -> list[Ranked]:
     """Keep the given order: what the caller named (explicit) or a rule listed (rules)."""
-    return [(c, 0.0, "") for c in candidates]
+    return listed(candidates)
