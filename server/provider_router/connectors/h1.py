@@ -61,7 +61,6 @@ class H1Connection(asyncio.Protocol):
         self.status = 0
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._headers: dict[str, str] | None = None
-        self.head_done = False
         self.complete = False
         self.idle_since = 0.0
         # The loop time by which an awaited read must be answered, and the one timer that
@@ -76,7 +75,7 @@ class H1Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes | None) -> None:
         """Write one request; its answer is read with the methods below."""
         assert self._transport is not None
-        self.status, self.head_done, self.complete = 0, False, False
+        self.status, self.complete = 0, False
         self._raw_headers, self._headers = [], None
         self._keep_alive = False
         self._head_bytes = 0
@@ -166,6 +165,11 @@ class H1Connection(asyncio.Protocol):
             raise self._error
 
     @property
+    def head_done(self) -> bool:
+        """Whether the answer's status line and headers are in (a status of 200 or more)."""
+        return self.status != 0
+
+    @property
     def headers(self) -> dict[str, str]:
         """The answer's headers, names lower-cased; a repeated header's values joined with
         ", " as HTTP allows for list values. Decoded when first asked for."""
@@ -231,10 +235,6 @@ class H1Connection(asyncio.Protocol):
             self._fail(cause if isinstance(cause, MalformedResponse)
                        else MalformedResponse(f"malformed HTTP response ({exc})"))
 
-    def eof_received(self) -> bool:
-        """Let the transport close; connection_lost decides what the EOF means."""
-        return False
-
     def connection_lost(self, exc: Exception | None) -> None:
         """An answer without a length ends here; any other unfinished one is cut."""
         self._closed = True
@@ -245,12 +245,6 @@ class H1Connection(asyncio.Protocol):
         if not self.complete:
             reason = f" ({type(exc).__name__})" if exc is not None else ""
             self._fail(ConnectionLost(f"connection closed before the response ended{reason}"))
-
-    def pause_writing(self) -> None:
-        """Requests are written whole; the transport buffers a large one."""
-
-    def resume_writing(self) -> None:
-        """See pause_writing."""
 
     def _delimited_by_close(self) -> bool:
         return (not self._header(b"content-length")
@@ -279,14 +273,13 @@ class H1Connection(asyncio.Protocol):
             self._raw_headers = []
             self._head_bytes = 0
             return
-        self.status = status
         encoding = self._header(b"content-encoding").strip().lower()
         if encoding and encoding != "identity":
             wbits = _INFLATE_WBITS.get(encoding)
             if wbits is None:
                 raise MalformedResponse(f"unsupported content-encoding {encoding!r}")
             self._inflate = zlib.decompressobj(wbits)
-        self.head_done = True
+        self.status = status  # the head is in (head_done) only once it was accepted
         self._wake()
 
     def on_body(self, body: bytes) -> None:

@@ -73,11 +73,11 @@ class HttpClient:
     """Keep-alive connection pools (one per origin) with deadline-driven phase timeouts."""
 
     def __init__(self, provider: str, timeouts: PhaseTimeouts, map_error: ErrorMapper, *,
-                 limit: int = 0) -> None:
+                 max_idle: int = 0) -> None:
         self._provider = provider
         self._timeouts = timeouts
         self._map_error = map_error
-        self._max_idle = limit if limit > 0 else DEFAULT_MAX_IDLE
+        self._max_idle = max_idle if max_idle > 0 else DEFAULT_MAX_IDLE
         self._pools: dict[Origin, ConnectionPool] = {}
         self._targets: dict[str, Target] = {}
         self._tls: ssl.SSLContext | None = None
@@ -103,7 +103,7 @@ class HttpClient:
             # One expiry for the whole answer: a unary call has no phase after connect.
             body = await self._read(connection, clock, _MAX_BODY)
             if connection.status >= 300:
-                raise self._error(call, connection, body[:_MAX_ERROR_BODY])
+                raise self._error(call, connection, body)
         except BaseException:
             connection.close()
             raise

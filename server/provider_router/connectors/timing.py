@@ -114,7 +114,7 @@ class PhaseClock:
                 return await awaitable
         except TimeoutError:
             if scope.expired():
-                raise ProviderTimeoutError(self._provider, phase, limit) from None
+                raise self.expired(phase, limit) from None
             raise
 
     async def sleep(self, seconds: float) -> None:
