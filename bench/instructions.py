@@ -54,6 +54,16 @@ def instructions_in(dump: str) -> int:
     return sum(int(m.group(1)) for m in _TOTALS.finditer(dump))
 
 
+def markdown_table(sides: dict[str, dict[str, float]], names: list[str], unit: str,
+                   shown: Callable[[float], str]) -> str:
+    """Calls by row, sides (this tree, a baseline, the floor) by column."""
+    lines = ["| call | " + " | ".join(f"{side} ({unit})" for side in sides) + " |",
+             "|---|" + "---|" * len(sides)]
+    lines.extend(f"| {name} | " + " | ".join(shown(sides[side][name]) for side in sides) + " |"
+                 for name in names)
+    return "\n".join(lines)
+
+
 def _callgrind(out: Path) -> list[str]:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -166,10 +176,7 @@ def main() -> int:
     finally:
         mock.stop()
         shutil.rmtree(logs, ignore_errors=True)
-    print("| call | " + " | ".join(f"{s} (M instr.)" for s in sides) + " |")
-    print("|---|" + "---|" * len(sides))
-    for name in names:
-        print(f"| {name} | " + " | ".join(f"{sides[s][name] / 1e6:.3f}" for s in sides) + " |")
+    print(markdown_table(sides, names, "M instr.", lambda count: f"{count / 1e6:.3f}"))
     return 0
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import provider_router
 from bench import configs
-from bench.instructions import instructions_in
+from bench.instructions import instructions_in, markdown_table
 from bench.routing_decision import best_us, request_for
 from provider_router import domain as d
 from provider_router.app import with_default_target
@@ -255,10 +255,7 @@ def main() -> int:
     sides = {"this tree": count_side("", args.calls)}
     if args.baseline:
         sides["baseline"] = count_side(args.baseline, args.calls)
-    print("| call | " + " | ".join(f"{s} (instr./call)" for s in sides) + " |")
-    print("|---|" + "---|" * len(sides))
-    for name in FIGURES:
-        print(f"| {name} | " + " | ".join(f"{sides[s][name]:,.0f}" for s in sides) + " |")
+    print(markdown_table(sides, list(FIGURES), "instr./call", lambda count: f"{count:,.0f}"))
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import configs, report
-from bench.instructions import instructions_in
+from bench.instructions import instructions_in, markdown_table
 from bench.loop_lag import parse
 from bench.mock_upstream import Shape, parse_shape
 from bench.stats import median, per_request_ms, percentile, rate, summary_ms
@@ -116,3 +116,13 @@ def test_instruction_counts_are_read_from_a_callgrind_dump() -> None:
             "events: Ir\nfn=(1) main\n0 5\nsummary: 1234567\n\n\ntotals: 1234567\n")
     assert instructions_in(dump) == 1234567  # the summary repeats the total: counted once
     assert instructions_in("events: Ir\n") == 0
+
+
+def test_instruction_table_has_a_row_per_call_and_a_column_per_side() -> None:
+    table = markdown_table({"router": {"chat": 805_000.0, "route": 568_000.0},
+                            "floor": {"chat": 797_000.0, "route": 350_000.0}},
+                           ["chat", "route"], "M instr.", lambda count: f"{count / 1e6:.3f}")
+    assert table.splitlines() == ["| call | router (M instr.) | floor (M instr.) |",
+                                  "|---|---|---|",
+                                  "| chat | 0.805 | 0.797 |",
+                                  "| route | 0.568 | 0.350 |"]
