@@ -375,3 +375,17 @@ async def test_a_whole_body_larger_than_the_pause_threshold_is_read(
     connection.send(request_head("GET", target, {}, None), None)
     assert await connection.read_body(10_000_000) == big
     await client.aclose()
+
+
+async def test_the_pool_keeps_at_most_max_idle_connections(
+        serve: Callable[..., RawServer]) -> None:
+    raw, pool, target = await pool_for(serve, lambda _: ok(b"{}"))  # max_idle=4
+    connections = [await pool.connect() for _ in range(6)]
+    for connection in connections:
+        connection.send(request_head("GET", target, {}, None), None)
+        await connection.read_body(1024)
+        pool.release(connection)
+    kept = [c for c in connections if not c.closed]
+    assert len(kept) == 4 and raw.connections == 6
+    lent = {id(pool.idle_connection()) for _ in range(4)}
+    assert lent == {id(c) for c in kept} and pool.idle_connection() is None
