@@ -126,6 +126,38 @@ STRATEGY_AFFINITY: Strategy.ValueType  # 11
 """The same affinity_key keeps going to the same healthy provider."""
 Global___Strategy: _TypeAlias = Strategy  # noqa: Y015
 
+class _CacheMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CacheModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CacheMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CACHE_MODE_UNSPECIFIED: _CacheMode.ValueType  # 0
+    """The configured default (`[cache] mode`)."""
+    CACHE_MODE_OFF: _CacheMode.ValueType  # 1
+    """Neither read nor write the cache."""
+    CACHE_MODE_READ: _CacheMode.ValueType  # 2
+    """Answer from the cache when it holds the answer; never store."""
+    CACHE_MODE_WRITE: _CacheMode.ValueType  # 3
+    """Always call a provider, and store the answer."""
+    CACHE_MODE_ON: _CacheMode.ValueType  # 4
+    """Read, and store on a miss."""
+
+class CacheMode(_CacheMode, metaclass=_CacheModeEnumTypeWrapper):
+    """CacheMode says how one request uses the response cache."""
+
+CACHE_MODE_UNSPECIFIED: CacheMode.ValueType  # 0
+"""The configured default (`[cache] mode`)."""
+CACHE_MODE_OFF: CacheMode.ValueType  # 1
+"""Neither read nor write the cache."""
+CACHE_MODE_READ: CacheMode.ValueType  # 2
+"""Answer from the cache when it holds the answer; never store."""
+CACHE_MODE_WRITE: CacheMode.ValueType  # 3
+"""Always call a provider, and store the answer."""
+CACHE_MODE_ON: CacheMode.ValueType  # 4
+"""Read, and store on a miss."""
+Global___CacheMode: _TypeAlias = CacheMode  # noqa: Y015
+
 class _Role:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -572,6 +604,9 @@ class RoutingOptions(_message.Message):
     EXCLUDE_PROVIDERS_FIELD_NUMBER: _builtins.int
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     AFFINITY_KEY_FIELD_NUMBER: _builtins.int
+    CACHE_FIELD_NUMBER: _builtins.int
+    CACHE_TTL_FIELD_NUMBER: _builtins.int
+    CACHE_SAMPLED_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """An alias or model group, "provider/model", or a bare model name; empty
     means the configured default.
@@ -580,6 +615,14 @@ class RoutingOptions(_message.Message):
     """Overrides the configured strategy for this request."""
     affinity_key: _builtins.str
     """Key for sticky routing: the same key goes to the same healthy provider."""
+    cache: Global___CacheMode.ValueType
+    """Whether this request reads and writes the response cache; unspecified
+    means the configured mode (`[cache] mode`).
+    """
+    cache_sampled: _builtins.bool
+    """Cache this request's answer even when it is sampled (temperature unset or
+    above 0), which the cache otherwise refuses.
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[Global___Capability.ValueType]:
         """Capabilities the chosen model must have."""
@@ -604,6 +647,12 @@ class RoutingOptions(_message.Message):
     def constraints(self) -> Global___RoutingConstraints:
         """Constraints on price, latency and context window."""
 
+    @_builtins.property
+    def cache_ttl(self) -> _duration_pb2.Duration:
+        """How long an answer this request stores stays cached; unset means the
+        configured `[cache] ttl`.
+        """
+
     def __init__(
         self,
         *,
@@ -616,10 +665,13 @@ class RoutingOptions(_message.Message):
         exclude_providers: _abc.Iterable[_builtins.str] | None = ...,
         constraints: Global___RoutingConstraints | None = ...,
         affinity_key: _builtins.str = ...,
+        cache: Global___CacheMode.ValueType = ...,
+        cache_ttl: _duration_pb2.Duration | None = ...,
+        cache_sampled: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_ttl", b"cache_ttl", "constraints", b"constraints"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity_key", b"affinity_key", "attributes", b"attributes", "capabilities", b"capabilities", "constraints", b"constraints", "exclude_providers", b"exclude_providers", "labels", b"labels", "model", b"model", "prefer_providers", b"prefer_providers", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity_key", b"affinity_key", "attributes", b"attributes", "cache", b"cache", "cache_sampled", b"cache_sampled", "cache_ttl", b"cache_ttl", "capabilities", b"capabilities", "constraints", b"constraints", "exclude_providers", b"exclude_providers", "labels", b"labels", "model", b"model", "prefer_providers", b"prefer_providers", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1251,6 +1303,7 @@ class ChatResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     STRATEGY_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """The provider that answered."""
     model: _builtins.str
@@ -1265,6 +1318,10 @@ class ChatResponse(_message.Message):
     """The strategy that ordered the candidates."""
     rule: _builtins.str
     """The routing rule that matched, empty when none."""
+    cached: _builtins.bool
+    """True when the answer came from the response cache: usage is the original
+    answer's, cost_usd is 0 and attempts is empty.
+    """
     @_builtins.property
     def message(self) -> Global___ChatMessage:
         """The answer."""
@@ -1295,10 +1352,11 @@ class ChatResponse(_message.Message):
         request_id: _builtins.str = ...,
         strategy: Global___Strategy.ValueType = ...,
         rule: _builtins.str = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "cost_usd", b"cost_usd", "latency", b"latency", "message", b"message", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "attempts", b"attempts", "cost_usd", b"cost_usd", "finish_reason", b"finish_reason", "latency", b"latency", "message", b"message", "model", b"model", "provider", b"provider", "request_id", b"request_id", "rule", b"rule", "strategy", b"strategy", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "attempts", b"attempts", "cached", b"cached", "cost_usd", b"cost_usd", "finish_reason", b"finish_reason", "latency", b"latency", "message", b"message", "model", b"model", "provider", b"provider", "request_id", b"request_id", "rule", b"rule", "strategy", b"strategy", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
     _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
@@ -1397,6 +1455,7 @@ class StreamStart(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     STRATEGY_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """The provider serving the stream."""
     model: _builtins.str
@@ -1407,6 +1466,8 @@ class StreamStart(_message.Message):
     """The strategy that ordered the candidates."""
     rule: _builtins.str
     """The routing rule that matched, empty when none."""
+    cached: _builtins.bool
+    """True when the stream is a replay from the response cache."""
     def __init__(
         self,
         *,
@@ -1415,10 +1476,11 @@ class StreamStart(_message.Message):
         request_id: _builtins.str = ...,
         strategy: Global___Strategy.ValueType = ...,
         rule: _builtins.str = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "provider", b"provider", "request_id", b"request_id", "rule", b"rule", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "model", b"model", "provider", b"provider", "request_id", b"request_id", "rule", b"rule", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1532,6 +1594,7 @@ class StreamEnd(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
     TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why generation stopped."""
     cost_usd: _builtins.float
@@ -1540,6 +1603,10 @@ class StreamEnd(_message.Message):
     """The provider that finished the answer."""
     model: _builtins.str
     """The model that finished the answer."""
+    cached: _builtins.bool
+    """True when the stream was a replay from the response cache: usage is the
+    original answer's, cost_usd is 0 and attempts is empty.
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens used by the attempt that answered."""
@@ -1567,10 +1634,11 @@ class StreamEnd(_message.Message):
         model: _builtins.str = ...,
         latency: _duration_pb2.Duration | None = ...,
         time_to_first_token: _duration_pb2.Duration | None = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "cost_usd", b"cost_usd", "latency", b"latency", "time_to_first_token", b"time_to_first_token", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "attempts", b"attempts", "cost_usd", b"cost_usd", "finish_reason", b"finish_reason", "latency", b"latency", "model", b"model", "provider", b"provider", "time_to_first_token", b"time_to_first_token", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd", "attempts", b"attempts", "cached", b"cached", "cost_usd", b"cost_usd", "finish_reason", b"finish_reason", "latency", b"latency", "model", b"model", "provider", b"provider", "time_to_first_token", b"time_to_first_token", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
     _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
