@@ -23,6 +23,9 @@ from provider_router.api.health import SERVICE_NAME, HealthReporter
 from provider_router.api.interceptors import AuthInterceptor, Observer
 from provider_router.api.servicer import RouterServicer
 from provider_router.autoregister import providers_from_env
+from provider_router.cache.base import CacheBackend
+from provider_router.cache.memory import MemoryCache
+from provider_router.cache.open import open_cache
 from provider_router.config import Config
 from provider_router.connectors.factory import resolve_api_key
 from provider_router.domain import ProviderSpec
@@ -30,6 +33,7 @@ from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.resilience.ratelimit import RateLimiter
+from provider_router.routing.cached_router import CachingRouter
 from provider_router.routing.dispatch import Resilience
 from provider_router.routing.gate import RouterGate
 from provider_router.routing.health import HealthMonitor
@@ -121,6 +125,7 @@ class App:
     monitor: HealthMonitor
     lag_probe: LoopLagProbe
     gc_pacer: GcPacer
+    cache: CacheBackend | None = None
     stopped: bool = False
 
     async def start(self) -> None:
@@ -150,6 +155,8 @@ class App:
         self.lag_probe.stop()
         self.gc_pacer.stop()
         await self.pool.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         await self.store.aclose()
         log.info("stopped")
 
@@ -175,8 +182,12 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     status = ProviderStatusView(registry, gate, resilience.breakers)
     # Only providers from the config file and the environment are trusted key owners.
     key_policy = KeyReferencePolicy(config.auth.register_key_envs, specs)
-    router = Router(registry, Planner(registry, routing, rng, gate), pool, resilience, status,
-                    metrics, env, key_policy, routing.default_completion_tokens)
+    router_args = (registry, Planner(registry, routing, rng, gate), pool, resilience, status,
+                   metrics, env, key_policy, routing.default_completion_tokens)
+    cache = _open_cache(config, metrics)
+    # Without a cache the plain Router serves: the cache costs nothing when it is off.
+    router = Router(*router_args) if cache is None else CachingRouter(
+        cache, config.cache, *router_args)
     health = HealthReporter()
     await health.starting()
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
@@ -211,7 +222,17 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
                LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
-                       config.server.gc_sweep_interval_s))
+                       config.server.gc_sweep_interval_s), cache=cache)
+
+
+def _open_cache(config: Config, metrics: Metrics) -> CacheBackend | None:
+    """The response cache's backend when `[cache] enabled`, its size and evictions metered."""
+    if not config.cache.enabled:
+        return None
+    backend = open_cache(config.cache, lambda reason: metrics.cache_evictions.labels(reason).inc())
+    if isinstance(backend, MemoryCache):
+        metrics.cache_bytes.set_function(lambda: backend.size)
+    return backend
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provider_router.cache.settings import CacheSettings, parse_cache_settings
 from provider_router.config_values import (
     Table,
     as_table,
@@ -44,7 +45,7 @@ RESERVED_ENV = frozenset({"PROVIDER_ROUTER_TARGET", "PROVIDER_ROUTER_API_KEY",
 K8S_SERVICE_LINK = re.compile(
     r"^PROVIDER_ROUTER_(SERVICE_(HOST|PORT\w*)|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$")
 SECTIONS = ("server", "logging", "state", "auth", "connectors", "metrics", "routing",
-            "resilience", "autoregister")
+            "resilience", "autoregister", "cache")
 DEFAULT_REGISTRY_FILE = "~/.local/state/provider-router/registry.json"
 
 
@@ -112,6 +113,7 @@ class Config:
     providers: tuple[ProviderSpec, ...] = ()
     autoregister: bool = True
     source: str = "defaults"
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -263,4 +265,5 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
         providers=parse_providers(raw.get("providers", [])),
         autoregister=autoregister,
         source=source,
+        cache=parse_cache_settings(raw),
     )

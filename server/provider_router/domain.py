@@ -126,6 +126,25 @@ class ExclusionReason(enum.StrEnum):
     UNAVAILABLE = "unavailable"
 
 
+class CacheMode(enum.StrEnum):
+    """How one request uses the response cache (cache/)."""
+
+    OFF = "off"
+    READ = "read"
+    WRITE = "write"
+    ON = "on"
+
+    @property
+    def reads(self) -> bool:
+        """Whether a cached answer may be served."""
+        return self is CacheMode.READ or self is CacheMode.ON
+
+    @property
+    def writes(self) -> bool:
+        """Whether a fresh answer is stored."""
+        return self is CacheMode.WRITE or self is CacheMode.ON
+
+
 class ResponseFormatType(enum.StrEnum):
     """The shape of the answer."""
 
@@ -280,6 +299,10 @@ class RoutingOptions:
     exclude_providers: frozenset[str] = frozenset()
     constraints: RoutingConstraints = RoutingConstraints()
     affinity_key: str = ""
+    # The response cache: None means the configured mode and ttl.
+    cache: CacheMode | None = None
+    cache_ttl_s: float | None = None
+    cache_sampled: bool = False
 
 
 @fast_init
@@ -538,6 +561,8 @@ class ChatResponse:
     attempts: tuple[Attempt, ...]
     strategy: Strategy
     rule: str = ""
+    # Served from the response cache: usage is the original answer's, cost 0, no attempts.
+    cached: bool = False
 
 
 @fast_init
@@ -549,6 +574,7 @@ class StreamStarted:
     model: str
     strategy: Strategy
     rule: str = ""
+    cached: bool = False
 
 
 @fast_init
@@ -574,6 +600,7 @@ class StreamEnded:
     attempts: tuple[Attempt, ...]
     latency_s: float
     time_to_first_token_s: float
+    cached: bool = False
 
 
 RouterStreamEvent = StreamStarted | TextDelta | ToolCallDelta | StreamRestarted | StreamEnded

@@ -19,6 +19,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from provider_router import domain as d
 from provider_router.api.enums import (
+    CACHE_MODES,
     CAPABILITIES,
     FORMATS,
     KINDS,
@@ -117,10 +118,22 @@ def routing_to_domain(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions
     return _routing(msg, v)
 
 
+def _cache_ttl(msg: pb.RoutingOptions, v: Violations) -> float | None:
+    if not msg.HasField("cache_ttl"):
+        return None
+    ttl = msg.cache_ttl.ToTimedelta().total_seconds()
+    if ttl <= 0:
+        v.add("routing.cache_ttl", "must be positive")
+    return ttl
+
+
 def _routing(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions:
     strategy = None
     if msg.strategy != pb.STRATEGY_UNSPECIFIED:
         strategy = v.enum(STRATEGIES, msg.strategy, "routing.strategy", "strategy")
+    cache = None
+    if msg.cache != pb.CACHE_MODE_UNSPECIFIED:
+        cache = v.enum(CACHE_MODES, msg.cache, "routing.cache", "cache mode")
     return d.RoutingOptions(
         model=msg.model.strip(),
         capabilities=(_capabilities(msg.capabilities, "routing.capabilities", v)
@@ -135,6 +148,9 @@ def _routing(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions:
         constraints=(_constraints(msg.constraints, v) if msg.HasField("constraints")
                      else _NO_CONSTRAINTS),
         affinity_key=msg.affinity_key,
+        cache=cache,
+        cache_ttl_s=_cache_ttl(msg, v),
+        cache_sampled=msg.cache_sampled,
     )
 
 

@@ -28,6 +28,12 @@ STRATEGIES: dict[int, d.Strategy] = {
     pb.STRATEGY_FAILOVER: d.Strategy.FAILOVER,
     pb.STRATEGY_AFFINITY: d.Strategy.AFFINITY,
 }
+CACHE_MODES: dict[int, d.CacheMode] = {
+    pb.CACHE_MODE_OFF: d.CacheMode.OFF,
+    pb.CACHE_MODE_READ: d.CacheMode.READ,
+    pb.CACHE_MODE_WRITE: d.CacheMode.WRITE,
+    pb.CACHE_MODE_ON: d.CacheMode.ON,
+}
 KINDS: dict[int, d.ProviderKind] = {
     pb.PROVIDER_KIND_OPENAI: d.ProviderKind.OPENAI,
     pb.PROVIDER_KIND_OPENAI_COMPATIBLE: d.ProviderKind.OPENAI_COMPATIBLE,

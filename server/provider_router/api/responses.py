@@ -114,6 +114,8 @@ def chat_response_to_proto(response: d.ChatResponse, request_id: str) -> pb.Chat
     out.strategy = STRATEGY_NUMBERS[response.strategy]
     if response.rule:
         out.rule = response.rule
+    if response.cached:
+        out.cached = True
     return out
 
 
@@ -132,6 +134,8 @@ def stream_event_to_proto(event: d.RouterStreamEvent, request_id: str) -> pb.Str
         start.strategy = STRATEGY_NUMBERS[event.strategy]
         if event.rule:
             start.rule = event.rule
+        if event.cached:
+            start.cached = True
     elif isinstance(event, d.StreamRestarted):
         restart = out.restart
         restart.reason = event.reason  # set even if empty: it marks `restart` as the event
@@ -162,6 +166,8 @@ def _fill_stream_end(end: pb.StreamEnd, event: d.StreamEnded) -> None:
     end.model = event.model
     _set_duration(end.latency, event.latency_s)
     _set_duration(end.time_to_first_token, event.time_to_first_token_s)
+    if event.cached:
+        end.cached = True
 
 
 def decision_to_proto(decision: d.RouteDecision) -> pb.RouteResponse:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 
 from provider_router import domain as d
@@ -55,6 +55,7 @@ class Router:
         self._r = resilience
         self._status = status
         self._env = env
+        self._metrics = metrics
         self._dispatcher = Dispatcher(registry, pool, resilience, metrics)
         self._streams = StreamChain(self._dispatcher, resilience.settings.stream_recovery,
                                     self._spec)
@@ -115,10 +116,13 @@ class Router:
             waits.append(self._r.limiter.wait_s(spec))
         return min(waits) if waits else None
 
-    async def chat(self, request: d.ChatRequest, deadline: Deadline) -> d.ChatResponse:
-        """Route and complete, failing over along the chain within the deadline."""
+    async def chat(self, request: d.ChatRequest, deadline: Deadline,
+                   decision: d.RouteDecision | None = None) -> d.ChatResponse:
+        """Route and complete, failing over along the chain within the deadline; `decision`
+        when the caller (the response cache) already decided."""
         started = time.perf_counter()
-        decision = await self._decide(request, deadline)
+        if decision is None:
+            decision = await self._decide(request, deadline)
         chain = self._chain(request)
         targets = self._targets(decision)
         for rounds in range(2):
@@ -151,10 +155,12 @@ class Router:
         chain.waits.clear()
         return True
 
-    async def stream(self, request: d.ChatRequest, deadline: Deadline
-                     ) -> AsyncIterator[d.RouterStreamEvent]:
+    async def stream(self, request: d.ChatRequest, deadline: Deadline,
+                     decision: d.RouteDecision | None = None
+                     ) -> AsyncGenerator[d.RouterStreamEvent, None]:
         """Route and stream; see routing/streaming.py for the recovery rules."""
-        decision = await self._decide(request, deadline)
+        if decision is None:
+            decision = await self._decide(request, deadline)
         run = StreamRun(time.perf_counter(), decision, self._chain(request))
         targets = self._targets(decision)
         for rounds in range(2):

@@ -80,6 +80,28 @@ class Metrics:
             "Times the event loop was blocked longer than the stall threshold.",
             registry=self.registry)
 
+        self.cache_lookups = LabelCache(Counter(
+            "provider_router_cache_lookups",
+            "Response cache lookups by result: hit, miss, or error (backend unreachable).",
+            ["result"], registry=self.registry))
+        self.cache_stores = Counter("provider_router_cache_stores",
+                                    "Answers stored in the response cache.",
+                                    registry=self.registry)
+        self.cache_skips = LabelCache(Counter(
+            "provider_router_cache_skips",
+            "Requests that bypassed the cache, or answers it did not store, by reason.",
+            ["reason"], registry=self.registry))
+        self.cache_evictions = LabelCache(Counter(
+            "provider_router_cache_evictions",
+            "Entries the memory cache dropped, by reason (size, expired, replaced).",
+            ["reason"], registry=self.registry))
+        self.cache_bytes = Gauge("provider_router_cache_bytes",
+                                 "Bytes held by the memory cache.", registry=self.registry)
+        self.cache_saved_usd = Counter(
+            "provider_router_cache_saved_usd",
+            "Provider cost that cache hits avoided (the original answers' cost).",
+            registry=self.registry)
+
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics over HTTP on a background thread (prometheus_client's own)."""
         start_http_server(port, addr=host, registry=self.registry)
