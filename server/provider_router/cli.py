@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(unregister)
     unregister.add_argument("name")
 
+    simulate = commands.add_parser(
+        "simulate", help="replay recorded requests through a candidate config (what-if)")
+    from provider_router.simulate.command import add_arguments as simulate_arguments
+
+    simulate_arguments(simulate)
+
     health = commands.add_parser("health", help="check the gRPC health service")
     _add_client_options(health)
     health.add_argument("--service", default="", help='service name ("" = overall)')
@@ -166,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "simulate":
+            from provider_router.simulate.command import run
+
+            return run(args)
         return _client_command(args.command)(args)
     except ConfigError as error:
         print(f"provider-router: error: {error.message}", file=sys.stderr)

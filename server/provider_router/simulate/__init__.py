@@ -1,0 +1,1 @@
+"""The what-if simulator: replay recorded requests through the routing layer of a config."""
