@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", default="", help="system prompt")
     chat.add_argument("--max-tokens", type=int, default=None)
     chat.add_argument("--temperature", type=float, default=None)
+    chat.add_argument("--cache", default="", metavar="MODE",
+                      help="response cache mode for this call: off, read, write or on "
+                           "(default: the server's [cache] mode)")
     chat.add_argument("--no-stream", action="store_true", help="use unary Chat")
     chat.add_argument("--json", action="store_true", help="print the whole result as JSON")
 

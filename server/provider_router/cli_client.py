@@ -173,6 +173,9 @@ def chat(args: argparse.Namespace) -> int:
     base.routing.CopyFrom(routing_from_args(args))
     if args.temperature is not None:
         base.parameters.temperature = args.temperature
+    if args.cache:
+        base.routing.cache = pb.CacheMode.ValueType(
+            _enum("CACHE_MODE", pb.CacheMode, args.cache, "--cache"))
     with _client(args) as client:
         try:
             if args.no_stream:
@@ -185,11 +188,12 @@ def chat(args: argparse.Namespace) -> int:
 
 
 def _summary(provider: str, model: str, usage: pb.Usage, cost: float | None,
-             latency_s: float) -> str:
+             latency_s: float, cached: bool = False) -> str:
     cost_text = f"${cost:.6f}" if cost is not None else "cost unknown"
     estimated = " (estimated)" if usage.estimated else ""
+    from_cache = " · cached" if cached else ""
     return (f"[{provider}/{model} · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
-            f"{estimated} · {cost_text} · {latency_s * 1000:.0f} ms]")
+            f"{estimated} · {cost_text} · {latency_s * 1000:.0f} ms{from_cache}]")
 
 
 def _chat_unary(client: RouterClient, request: pb.ChatRequest, args: argparse.Namespace) -> int:
@@ -201,12 +205,14 @@ def _chat_unary(client: RouterClient, request: pb.ChatRequest, args: argparse.Na
                           "finish_reason": body["finish_reason"], "usage": body["usage"],
                           "cost_usd": response.cost_usd if response.HasField("cost_usd")
                           else None, "attempts": body["attempts"],
-                          "request_id": response.request_id}, indent=2))
+                          "request_id": response.request_id, "cached": response.cached},
+                         indent=2))
         return 0
     print(response.message.content)
     cost = response.cost_usd if response.HasField("cost_usd") else None
     print(_summary(response.provider, response.model, response.usage, cost,
-                   response.latency.ToTimedelta().total_seconds()), file=sys.stderr)
+                   response.latency.ToTimedelta().total_seconds(), response.cached),
+          file=sys.stderr)
     return 0
 
 
@@ -232,7 +238,8 @@ def _chat_stream(client: RouterClient, request: pb.StreamChatRequest,
             print()
             cost = end.cost_usd if end.HasField("cost_usd") else None
             print(_summary(end.provider or provider, end.model or model, end.usage, cost,
-                           end.latency.ToTimedelta().total_seconds()), file=sys.stderr)
+                           end.latency.ToTimedelta().total_seconds(), end.cached),
+                  file=sys.stderr)
     return 0
 
 

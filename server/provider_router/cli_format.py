@@ -117,4 +117,4 @@ def stream_to_json(events: Iterable[pb.StreamChatResponse]) -> dict[str, object]
     return {"provider": end.provider, "model": end.model, "content": "".join(text),
             "finish_reason": body["finish_reason"], "usage": body["usage"],
             "cost_usd": end.cost_usd if end.HasField("cost_usd") else None,
-            "attempts": body["attempts"], "restarts": restarts}
+            "attempts": body["attempts"], "restarts": restarts, "cached": end.cached}
