@@ -134,6 +134,9 @@ class Simulation:
             decision = planner.decide(record.request, now, explain=False)
         except NoCandidateError as error:
             reasons = sorted({str(reason) for _, _, reason in error.exclusions})
+            if reasons == [d.ExclusionReason.RATE_LIMITED]:
+                # As the router says: RESOURCE_EXHAUSTED, not "nothing could serve it".
+                return Outcome(record.line, rejection="rate_limited")
             return Outcome(record.line, rejection=f"no candidate: {', '.join(reasons)}"
                            if reasons else "no candidate")
         except RouterError as error:

@@ -214,7 +214,11 @@ def _float(body: Mapping[str, object], name: str) -> float | None:
 
 def _params(body: Mapping[str, object]) -> d.GenerationParams:
     stop = body.get("stop") or ()
-    stops = (stop,) if isinstance(stop, str) else tuple(str(s) for s in stop)  # type: ignore[attr-defined]
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list | tuple):
+        raise BadLine("`stop` is neither a string nor a list")
+    stops = tuple(str(s) for s in stop)
     max_tokens = _int(body, "max_completion_tokens", "max_tokens")
     seed = _int(body, "seed")
     return d.GenerationParams(_float(body, "temperature"), _float(body, "top_p"),

@@ -159,6 +159,22 @@ def test_rate_limits_are_simulated_over_recorded_timestamps(
     assert report["rate_limits_simulated"] is True
 
 
+def test_a_request_every_target_has_no_room_for_is_rejected_rate_limited(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Only openai serves gpt-4o, at 1 rpm: the second request within the minute has nowhere
+    # to go.
+    log = _log(tmp_path, *[_access(float(t), "web", 100, 10, model="gpt-4o") for t in (0, 1)])
+    limited = _config(tmp_path, "c.toml", openai_extra="rate_limit_rpm = 1")
+    report = _json(capsys, "--log", str(log), "--config", str(limited), "--baseline",
+                   str(_config(tmp_path, "b.toml")))
+    candidate = report["candidate"]
+    assert isinstance(candidate, dict)
+    assert candidate["rejections"] == {"rate_limited": 1}
+    assert candidate["rejected_lines"] == [2]
+    assert report["diff"] == {"cost_usd": pytest.approx(-(100 * 2.5 + 10 * 10.0) / 1e6),
+                              "rejected": 1, "moved": 1}
+
+
 def test_requests_no_candidate_can_serve_are_reported_rejected(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {}}}
