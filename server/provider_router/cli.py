@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from provider_router.errors import ConfigError
+from provider_router.simulate.arguments import add_arguments as simulate_arguments
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -98,8 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = commands.add_parser(
         "simulate", help="replay recorded requests through a candidate config (what-if)")
-    from provider_router.simulate.command import add_arguments as simulate_arguments
-
     simulate_arguments(simulate)
 
     health = commands.add_parser("health", help="check the gRPC health service")
