@@ -227,3 +227,13 @@ def test_settings_validate_and_name_the_key() -> None:
         with pytest.raises(ConfigError) as caught:
             parse_cache_settings({"cache": raw})
         assert key in caught.value.message
+
+
+def test_cache_settings_come_from_the_environment_too() -> None:
+    from provider_router.config import load_config
+
+    config = load_config(None, {"PROVIDER_ROUTER_CACHE_ENABLED": "true",
+                                "PROVIDER_ROUTER_CACHE_URL": "redis://cache:6379/1",
+                                "PROVIDER_ROUTER_CACHE_TTL": "30"})
+    assert config.cache == CacheSettings(enabled=True, url="redis://cache:6379/1", ttl_s=30)
+    assert load_config(None, {}).cache.enabled is False
