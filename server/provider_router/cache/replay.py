@@ -51,9 +51,11 @@ def to_events(answer: CachedAnswer, decision: d.RouteDecision, started: float
 
 def answering_target(provider: str, model: str, attempts: tuple[d.Attempt, ...]
                      ) -> d.RouteTarget:
-    """The target that produced an answer: its successful attempt (the last one)."""
-    if attempts and attempts[-1].outcome is d.AttemptOutcome.SUCCESS:
-        return d.RouteTarget(attempts[-1].provider, attempts[-1].model)
+    """The target that produced an answer: its successful attempt (searched from the end:
+    attempts that lost a race may be recorded after it)."""
+    for attempt in reversed(attempts):
+        if attempt.outcome is d.AttemptOutcome.SUCCESS and attempt.provider == provider:
+            return d.RouteTarget(attempt.provider, attempt.model)
     return d.RouteTarget(provider, model)
 
 

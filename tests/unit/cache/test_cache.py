@@ -237,3 +237,13 @@ def test_cache_settings_come_from_the_environment_too() -> None:
                                 "PROVIDER_ROUTER_CACHE_TTL": "30"})
     assert config.cache == CacheSettings(enabled=True, url="redis://cache:6379/1", ttl_s=30)
     assert load_config(None, {}).cache.enabled is False
+
+
+def test_the_answering_target_is_the_successful_attempt_wherever_it_is() -> None:
+    from provider_router.cache.replay import answering_target
+
+    attempts = (d.Attempt("a", "a-model", d.AttemptOutcome.TIMEOUT),
+                d.Attempt("b", "b-model", d.AttemptOutcome.SUCCESS),
+                d.Attempt("a", "a-model", d.AttemptOutcome.CANCELLED))
+    assert answering_target("b", "b-model-2024", attempts) == d.RouteTarget("b", "b-model")
+    assert answering_target("b", "b-model-2024", ()) == d.RouteTarget("b", "b-model-2024")
