@@ -32,6 +32,7 @@ from provider_router.gc_pacer import DEFAULT_FREEZE_INTERVAL_S, DEFAULT_SWEEP_IN
 from provider_router.provider_config import parse_providers
 from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
+from provider_router.server_tls import TlsFiles, parse_tls_files
 
 ENV_PREFIX = "PROVIDER_ROUTER_"
 # Variables of the prefix that are not config overrides (CLI client settings).
@@ -46,6 +47,11 @@ K8S_SERVICE_LINK = re.compile(
 SECTIONS = ("server", "logging", "state", "auth", "connectors", "metrics", "routing",
             "resilience", "autoregister")
 DEFAULT_REGISTRY_FILE = "~/.local/state/provider-router/registry.json"
+# The largest request the server accepts. Anthropic's Messages API, the most generous of the
+# hosted providers, takes request bodies up to 32 MB (images inline, base64); a larger
+# request could not be served by anyone, and gRPC's own 4 MiB default would refuse vision
+# requests every provider accepts.
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,12 @@ class ServerSettings:
     max_concurrent_rpcs: int = 0
     gc_freeze_interval_s: float = DEFAULT_FREEZE_INTERVAL_S
     gc_sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
+    # TLS (and mTLS with a client CA) when set; see server_tls.py and api/tls.py.
+    tls: TlsFiles | None = None
+    tls_reload_interval_s: float = 10.0
+    # A plaintext port that serves only grpc.health.v1, for probes that cannot speak TLS.
+    health_listen: str = ""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,16 +185,25 @@ def _server(t: Table) -> ServerSettings:
                                            integer=True)),
         gc_freeze_interval_s=number(t, "gc_freeze_interval", d.gc_freeze_interval_s, low=0.0),
         gc_sweep_interval_s=number(t, "gc_sweep_interval", d.gc_sweep_interval_s, low=1.0),
+        tls=parse_tls_files(t),
+        tls_reload_interval_s=number(t, "tls_reload_interval", d.tls_reload_interval_s,
+                                     low=0.0),
+        health_listen=text(t, "health_listen", d.health_listen),
+        max_message_bytes=int(number(t, "max_message_bytes", d.max_message_bytes, low=1024,
+                                     high=2**31 - 1, integer=True)),
     )
     check_listen(settings.listen)
+    if settings.health_listen:
+        check_listen(settings.health_listen, "server.health_listen")
     t.done()
     return settings
 
 
-def check_listen(listen: str) -> None:
+def check_listen(listen: str, key: str = "server.listen") -> None:
+    """ConfigError unless `listen` is HOST:PORT."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError("server.listen", listen, "HOST:PORT with a port from 0 to 65535")
+        raise ConfigError(key, listen, "HOST:PORT with a port from 0 to 65535")
 
 
 def _connectors(t: Table, env: Mapping[str, str]) -> ConnectorSettings:
