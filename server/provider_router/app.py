@@ -26,9 +26,9 @@ from provider_router.api.servicer import RouterServicer
 from provider_router.api.tls import CertificateReloader
 from provider_router.autoregister import providers_from_env
 from provider_router.config import Config
+from provider_router.connectors.egress import EgressGuard, EgressPolicy
 from provider_router.connectors.factory import resolve_api_key
 from provider_router.domain import ProviderSpec
-from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.resilience.ratelimit import RateLimiter
@@ -38,6 +38,7 @@ from provider_router.routing.health import HealthMonitor
 from provider_router.routing.key_policy import KeyReferencePolicy
 from provider_router.routing.planner import Planner
 from provider_router.routing.pool import ConnectorPool
+from provider_router.routing.register_safety import RegisterSafety
 from provider_router.routing.registry import Registry
 from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
@@ -68,8 +69,8 @@ SERVER_OPTIONS = (
 def server_options(max_message_bytes: int) -> tuple[tuple[str, int], ...]:
     """SERVER_OPTIONS plus the message size limits: a larger request is refused by gRPC
     itself with RESOURCE_EXHAUSTED before any of our code sees it."""
-    return SERVER_OPTIONS + (("grpc.max_receive_message_length", max_message_bytes),
-                             ("grpc.max_send_message_length", max_message_bytes))
+    return (*SERVER_OPTIONS, ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes))
 
 
 def _api_keys(env: Mapping[str, str], name: str) -> frozenset[str]:
@@ -190,18 +191,23 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     res = config.resilience
     resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng)
     gate = RouterGate(registry, env, resilience.breakers, resilience.limiter)
-    pool = ConnectorPool(config.connectors)
+    auth = config.auth
+    egress = EgressPolicy(auth.allowed_upstream_networks, auth.allow_loopback_upstream)
+    # Only runtime registrations are guarded: config and environment providers are trusted.
+    connector_settings = replace(config.connectors, egress=EgressGuard(
+        egress, {spec.name: spec for spec in specs}))
+    pool = ConnectorPool(connector_settings)
     status = ProviderStatusView(registry, gate, resilience.breakers)
     # Only providers from the config file and the environment are trusted key owners.
     key_policy = KeyReferencePolicy(config.auth.register_key_envs, specs)
     router = Router(registry, Planner(registry, routing, rng, gate), pool, resilience, status,
-                    metrics, env, key_policy, routing.default_completion_tokens)
+                    metrics, env, key_policy, routing.default_completion_tokens,
+                    RegisterSafety(egress, auth.register_command_providers))
     health = HealthReporter()
     await health.starting()
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
                             res.health_interval_s, res.probe_timeout_s)
 
-    auth = config.auth
     client_keys = _api_keys(env, auth.client_keys_env)
     admin_keys = _api_keys(env, auth.admin_keys_env)
     # No keys at all: the service is open, and an interceptor that lets everything through

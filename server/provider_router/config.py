@@ -25,6 +25,7 @@ from provider_router.config_values import (
     string_list,
     text,
 )
+from provider_router.connectors.egress import IpNetwork, parse_networks
 from provider_router.connectors.factory import ConnectorSettings
 from provider_router.domain import ProviderSpec, ProviderTimeouts
 from provider_router.errors import ConfigError
@@ -99,6 +100,12 @@ class AuthSettings:
     admin_keys_env: str = "PROVIDER_ROUTER_ADMIN_KEYS"
     # Env vars a runtime Register may name as api_key_env (globs); see routing/key_policy.py.
     register_key_envs: tuple[str, ...] = ("*_API_KEY",)
+    # Register's SSRF guard (connectors/egress.py): private ranges a runtime-registered
+    # provider may reach, whether loopback is one, and whether command providers may be
+    # registered at all.
+    allowed_upstream_networks: tuple[IpNetwork, ...] = ()
+    allow_loopback_upstream: bool = True
+    register_command_providers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +242,14 @@ def _state(t: Table) -> StateSettings:
     return StateSettings(url=url, registry_file=registry_file)
 
 
+def _networks(t: Table, name: str) -> tuple[IpNetwork, ...]:
+    values = string_list(t, name)
+    try:
+        return parse_networks(values)
+    except ValueError as exc:
+        raise ConfigError(t.key(name), list(values), f"a list of CIDRs ({exc})") from None
+
+
 def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
     value = raw.get(name, {})
     if not isinstance(value, Mapping):
@@ -261,7 +276,10 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
         admin_keys_env=text(auth_t, "admin_keys_env", default_auth.admin_keys_env),
         register_key_envs=(string_list(auth_t, "register_key_envs")
                            if auth_t.values.get("register_key_envs") is not None
-                           else default_auth.register_key_envs))
+                           else default_auth.register_key_envs),
+        allowed_upstream_networks=_networks(auth_t, "allowed_upstream_networks"),
+        allow_loopback_upstream=boolean(auth_t, "allow_loopback_upstream", True),
+        register_command_providers=boolean(auth_t, "register_command_providers", False))
     auth_t.done()
     metrics_t = as_table(raw, "metrics")
     metrics = MetricsSettings(

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
+from typing import cast
 
 import grpc
 
@@ -58,8 +60,11 @@ class CertificateReloader:
         self._pending: grpc.ServerCertificateConfiguration | None = None
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0
+        # The stubs say the fetcher returns a configuration; gRPC documents None as "no
+        # change", which is what it returns on all but the first handshake after a reload.
+        fetch = cast(Callable[[], grpc.ServerCertificateConfiguration], self._fetch)
         self.credentials = grpc.dynamic_ssl_server_credentials(
-            _configuration(material), self._fetch, require_client_authentication=files.mutual)
+            _configuration(material), fetch, require_client_authentication=files.mutual)
 
     @classmethod
     async def open(cls, files: TlsFiles, interval_s: float = DEFAULT_RELOAD_INTERVAL_S

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
+from provider_router.connectors.egress import EgressPolicy
 from provider_router.connectors.h1 import H1Connection
 from provider_router.connectors.resolver import Resolver
 
@@ -81,8 +82,10 @@ class ConnectionPool:
     """Idle keep-alive connections to one origin, lent out one request at a time."""
 
     def __init__(self, origin: Origin, tls: ssl.SSLContext | None, *, max_idle: int,
-                 keepalive_s: float) -> None:
+                 keepalive_s: float, egress: EgressPolicy | None = None) -> None:
         self.origin = origin
+        # Checked on every new connection, against the addresses actually dialled.
+        self._egress = egress
         self._tls = tls
         self._max_idle = max_idle
         self._keepalive_s = keepalive_s
@@ -123,7 +126,10 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         host = self.origin.host
         failure: OSError | None = None
-        for family, address, port in await self._resolver.addresses():
+        addresses = await self._resolver.addresses()
+        if self._egress is not None:
+            addresses = self._egress.check_addresses(host, addresses)
+        for family, address, port in addresses:
             try:
                 _, connection = await loop.create_connection(
                     lambda: H1Connection(loop), address, port, family=family, ssl=self._tls,

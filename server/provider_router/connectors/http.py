@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
+from provider_router.connectors.egress import EgressPolicy, EgressRefused
 from provider_router.connectors.errormap import ErrorMapper
 from provider_router.connectors.h1 import H1Connection, MalformedResponse, ReadTimeout
 from provider_router.connectors.h1_pool import (
@@ -73,8 +74,9 @@ class HttpClient:
     """Keep-alive connection pools (one per origin) with deadline-driven phase timeouts."""
 
     def __init__(self, provider: str, timeouts: PhaseTimeouts, map_error: ErrorMapper, *,
-                 max_idle: int = 0) -> None:
+                 max_idle: int = 0, egress: EgressPolicy | None = None) -> None:
         self._provider = provider
+        self._egress = egress
         self._timeouts = timeouts
         self._map_error = map_error
         self._max_idle = max_idle if max_idle > 0 else DEFAULT_MAX_IDLE
@@ -215,6 +217,9 @@ class HttpClient:
             if scope.expired():
                 raise expired from None
             raise
+        except EgressRefused as exc:
+            # Not retried: the address will not become allowed by trying again.
+            raise ProviderUnavailableError(self._provider, str(exc)) from None
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise ProviderConnectionError(
@@ -228,7 +233,8 @@ class HttpClient:
                 raise ProviderUnavailableError(self._provider, "connector is closed")
             tls = self._tls_context() if origin.scheme == "https" else None
             pool = self._pools[origin] = ConnectionPool(
-                origin, tls, max_idle=self._max_idle, keepalive_s=KEEPALIVE_S)
+                origin, tls, max_idle=self._max_idle, keepalive_s=KEEPALIVE_S,
+                egress=self._egress)
         return pool
 
     def _tls_context(self) -> ssl.SSLContext:
