@@ -116,7 +116,7 @@ async def test_mtls_requires_a_client_certificate_from_the_client_ca(
     # A certificate signed by a CA the server does not trust for clients is refused too.
     stranger = trustme.CA().issue_cert("client.example")
     creds = grpc.ssl_channel_credentials(
-        root_certificates=Path(pki.path("server-ca.pem")).read_bytes(),
+        root_certificates=pki.server_ca.cert_pem.bytes(),
         private_key=stranger.private_key_pem.bytes(),
         certificate_chain=stranger.cert_chain_pems[0].bytes())
     assert await refused(router, creds) is grpc.StatusCode.UNAVAILABLE

@@ -96,7 +96,7 @@ def test_only_runtime_registrations_are_guarded() -> None:
 def test_connect_keeps_allowed_addresses_and_refuses_when_none_is() -> None:
     addresses = [(socket.AF_INET, "10.0.0.1", 80), (socket.AF_INET, "8.8.8.8", 80)]
     assert DEFAULT.check_addresses("mixed.example", addresses) == addresses[1:]
-    with pytest.raises(EgressRefused, match="169.254.169.254 is a cloud metadata endpoint"):
+    with pytest.raises(EgressRefused, match=r"169\.254\.169\.254 is a cloud metadata endpoint"):
         DEFAULT.check_addresses("evil.example", [(socket.AF_INET, "169.254.169.254", 80)])
 
 
