@@ -202,7 +202,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     key_policy = KeyReferencePolicy(config.auth.register_key_envs, specs)
     router = Router(registry, Planner(registry, routing, rng, gate), pool, resilience, status,
                     metrics, env, key_policy, routing.default_completion_tokens,
-                    RegisterSafety(egress, auth.register_command_providers))
+                    RegisterSafety(egress, auth.register_command_providers,
+                                   config.connectors.proxies))
     health = HealthReporter()
     await health.starting()
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,

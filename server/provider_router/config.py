@@ -27,6 +27,7 @@ from provider_router.config_values import (
 )
 from provider_router.connectors.egress import IpNetwork, parse_networks
 from provider_router.connectors.factory import ConnectorSettings
+from provider_router.connectors.proxy import BadProxySetting, ProxySettings
 from provider_router.domain import ProviderSpec, ProviderTimeouts
 from provider_router.errors import ConfigError
 from provider_router.gc_pacer import DEFAULT_FREEZE_INTERVAL_S, DEFAULT_SWEEP_INTERVAL_S
@@ -227,9 +228,18 @@ def _connectors(t: Table, env: Mapping[str, str]) -> ConnectorSettings:
                                         low=1, integer=True)),
         anthropic_version=text(t, "anthropic_version", d.anthropic_version),
         env=env,
+        proxies=_proxies(env),
     )
     t.done()
     return settings
+
+
+def _proxies(env: Mapping[str, str]) -> ProxySettings | None:
+    try:
+        return ProxySettings.from_env(env)
+    except BadProxySetting as exc:
+        # The value is not shown: a proxy URL may carry a password.
+        raise ConfigError(exc.variable, "(not shown)", exc.expected) from None
 
 
 def _state(t: Table) -> StateSettings:

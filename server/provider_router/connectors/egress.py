@@ -120,6 +120,11 @@ class EgressPolicy:
             return f"must be an http or https URL, not {parts.scheme or 'a relative one'!r}"
         if not host:
             return "must name a host"
+        return self.refused_host(host)
+
+    def refused_host(self, host: str) -> str:
+        """Why the host may not be reached, judged by its name or literal address alone."""
+        host = host.strip("[]").rstrip(".").lower()
         if host in METADATA_NAMES:
             return f"{host} is a cloud metadata endpoint"
         try:
@@ -128,10 +133,18 @@ class EgressPolicy:
             return ""
         return self.refused_address(host)
 
-    async def refused(self, url: str) -> str:
-        """Why the URL may not be used, after resolving its host ("" when it may)."""
-        reason = self.refused_url(url)
+    def check_host(self, host: str) -> None:
+        """EgressRefused when the host alone is refused (a connection through a proxy)."""
+        reason = self.refused_host(host)
         if reason:
+            raise EgressRefused(f"refused to connect to {host}: {reason}")
+
+    async def refused(self, url: str, *, resolve: bool = True) -> str:
+        """Why the URL may not be used, after resolving its host ("" when it may). Without
+        `resolve` (an origin reached through a proxy, which does the lookup) only the URL
+        itself is judged."""
+        reason = self.refused_url(url)
+        if reason or not resolve:
             return reason
         parts = urlsplit(url)
         host = parts.hostname or ""

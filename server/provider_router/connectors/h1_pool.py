@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from provider_router.connectors.egress import EgressPolicy
 from provider_router.connectors.h1 import H1Connection
+from provider_router.connectors.proxy import Proxy, ProxyConnector
 from provider_router.connectors.resolver import Resolver
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -34,11 +35,13 @@ class Origin(NamedTuple):
 
 
 class Target(NamedTuple):
-    """A URL split once into its origin, the request line's target and the Host header."""
+    """A URL split once into its origin, the request line's target and the Host header
+    (and, through a proxy, the absolute-form target and the proxy's header lines)."""
 
     origin: Origin
     path: str
     host_header: str
+    extra_lines: str = ""
 
 
 def split_url(url: str) -> Target:
@@ -63,7 +66,8 @@ def split_url(url: str) -> Target:
 def request_head(method: str, target: Target, headers: Mapping[str, str],
                  body_length: int | None) -> bytes:
     """The request line and headers; names the caller set win over our defaults."""
-    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+             f"{target.extra_lines}"]
     lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
     lowered = {name.lower() for name in headers}
     if "accept" not in lowered:
@@ -82,8 +86,10 @@ class ConnectionPool:
     """Idle keep-alive connections to one origin, lent out one request at a time."""
 
     def __init__(self, origin: Origin, tls: ssl.SSLContext | None, *, max_idle: int,
-                 keepalive_s: float, egress: EgressPolicy | None = None) -> None:
+                 keepalive_s: float, egress: EgressPolicy | None = None,
+                 proxy: Proxy | None = None) -> None:
         self.origin = origin
+        self._proxy = ProxyConnector(proxy, origin, tls) if proxy is not None else None
         # Checked on every new connection, against the addresses actually dialled.
         self._egress = egress
         self._tls = tls
@@ -125,6 +131,11 @@ class ConnectionPool:
         the last address's, when none does; the caller bounds the wait)."""
         loop = asyncio.get_running_loop()
         host = self.origin.host
+        if self._proxy is not None:
+            if self._egress is not None:
+                # The proxy resolves the name; what can be checked here is the name itself.
+                self._egress.check_host(host)
+            return await self._proxy.connect()
         failure: OSError | None = None
         addresses = await self._resolver.addresses()
         if self._egress is not None:

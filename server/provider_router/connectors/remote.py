@@ -64,7 +64,8 @@ class RemoteConnector:
         timeouts = PhaseTimeouts.resolve(spec.timeouts, settings.default_timeouts)
         self._http = HttpClient(spec.name, timeouts, protocol.map_error,
                                 max_idle=spec.max_concurrent,
-                                egress=settings.egress_policy(spec))
+                                egress=settings.egress_policy(spec),
+                                proxies=settings.proxies)
 
     async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
         """Complete the request in one call."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from provider_router.connectors.egress import EgressGuard, EgressPolicy
+from provider_router.connectors.proxy import ProxySettings
 from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
 from provider_router.errors import ProviderUnavailableError
 
@@ -45,6 +46,8 @@ class ConnectorSettings:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     # The SSRF guard for runtime-registered providers' connections (set by app.py).
     egress: EgressGuard | None = None
+    # HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment; None when no proxy is set.
+    proxies: ProxySettings | None = None
 
     def egress_policy(self, spec: ProviderSpec) -> EgressPolicy | None:
         """The policy every new connection of this provider is checked against, if any."""

@@ -8,8 +8,10 @@ Config-file and environment providers are the operator's own and never pass thro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from provider_router.connectors.egress import EgressPolicy
+from provider_router.connectors.proxy import ProxySettings
 from provider_router.connectors.settings import base_url
 from provider_router.domain import ProviderKind, ProviderSpec
 from provider_router.errors import FieldViolation
@@ -24,6 +26,8 @@ class RegisterSafety:
 
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     allow_commands: bool = False
+    # Origins reached through a proxy are resolved by the proxy, not here.
+    proxies: ProxySettings | None = None
 
     async def violations(self, spec: ProviderSpec) -> tuple[FieldViolation, ...]:
         """Why this runtime registration is refused (empty when it is not)."""
@@ -33,5 +37,16 @@ class RegisterSafety:
                                    "(or set [auth] register_command_providers = true)"),)
         if spec.kind in _NO_URL:
             return ()
-        reason = await self.egress.refused(base_url(spec))
+        url = base_url(spec)
+        reason = await self.egress.refused(url, resolve=not self._proxied(url))
         return (FieldViolation("provider.base_url", reason),) if reason else ()
+
+    def _proxied(self, url: str) -> bool:
+        if self.proxies is None:
+            return False
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return False
+        return self.proxies.for_origin(parts.scheme, parts.hostname or "", port) is not None
