@@ -33,7 +33,8 @@ from tests.integration.serving import wait_serving
 ENV_SECRET = "sk-envHYGIENE-5d1f0c9a7b3e4d2f8a6c"
 REGISTER_SECRET = "sk-regHYGIENE-9e8d7c6b5a4f3e2d1c0b"
 ADMIN_SECRET = "adm-HYGIENE-0a1b2c3d4e5f6a7b8c9d"
-SECRETS = (ENV_SECRET, REGISTER_SECRET, ADMIN_SECRET)
+PROXY_SECRET = "pxy-HYGIENE-7c6d5e4f3a2b1c0d9e8f"
+SECRETS = (ENV_SECRET, REGISTER_SECRET, ADMIN_SECRET, PROXY_SECRET)
 
 CONFIG = """
 [logging]
@@ -148,7 +149,10 @@ async def test_secrets_never_leave_the_process(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PROVIDER_ROUTER_") and not k.endswith(("_API_KEY", "_HOST"))}
     env.update({"CORP_API_KEY": ENV_SECRET, "PROVIDER_ROUTER_ADMIN_KEYS": ADMIN_SECRET,
-                "PROVIDER_ROUTER_STATE_REGISTRY_FILE": str(registry_file)})
+                "PROVIDER_ROUTER_STATE_REGISTRY_FILE": str(registry_file),
+                # A proxy password in the environment (the loopback upstreams bypass it).
+                "HTTP_PROXY": f"http://user:{PROXY_SECRET}@127.0.0.1:9",
+                "NO_PROXY": "127.0.0.1"})
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "provider_router", "serve", "--config", str(config),
         "--listen", f"127.0.0.1:{port}", env=env,
@@ -191,5 +195,6 @@ async def test_secrets_never_leave_the_process(tmp_path: Path) -> None:
     # Register key is kept there by design (nothing else could bring it back after a
     # restart), in a file only the server's user can read.
     assert ENV_SECRET not in stored and ADMIN_SECRET not in stored
+    assert PROXY_SECRET not in stored
     assert REGISTER_SECRET in stored
     assert mode == 0o600
