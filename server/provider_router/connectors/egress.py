@@ -158,7 +158,7 @@ class EgressPolicy:
         for *_, sockaddr in infos:
             reason = self.refused_address(str(sockaddr[0]))
             if reason:
-                return f"host {host} resolves to {reason}"
+                return f"host {host} resolved, but {reason}"
         return ""
 
     def check_addresses(self, host: str, addresses: Sequence[tuple[int, str, int]]
