@@ -87,8 +87,14 @@ def check_tls_files(files: TlsFiles) -> None:
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(CERT_KEY, str(files.cert),
                           f"a PEM certificate chain ({_reason(exc)})") from None
+    def refuse_passphrase() -> bytes:
+        # Without this OpenSSL would prompt on the terminal (a server hung at start); gRPC
+        # cannot use an encrypted key anyway.
+        raise ConfigError(KEY_KEY, str(files.key), "an unencrypted PEM private key (gRPC "
+                          "cannot use one protected by a passphrase)")
+
     try:
-        context.load_cert_chain(files.cert, files.key)
+        context.load_cert_chain(files.cert, files.key, password=refuse_passphrase)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(KEY_KEY, str(files.key),
                           f"the PEM private key of {CERT_KEY} ({_reason(exc)})") from None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography.hazmat.primitives import serialization
 
 from provider_router.cli import main
 from provider_router.config import DEFAULT_MAX_MESSAGE_BYTES, load_config
@@ -79,3 +80,16 @@ def test_serve_check_exits_2_naming_the_key(tmp_path: Path, files: dict[str, str
     path.write_text(f'[server]\ntls_key_file = "{files["key"]}"\n')
     assert main(["serve", "--config", str(path), "--check"]) == 2
     assert "server.tls_cert_file" in capsys.readouterr().err
+
+
+def test_an_encrypted_key_is_refused_not_prompted_for(files: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    key = serialization.load_pem_private_key(Path(files["key"]).read_bytes(), password=None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase")))
+    with pytest.raises(ConfigError) as info:
+        load_config(None, _server(tls_cert_file=files["cert"], tls_key_file=str(encrypted)))
+    assert info.value.key == "server.tls_key_file"
+    assert "passphrase" in info.value.message
