@@ -35,13 +35,14 @@ class Origin(NamedTuple):
 
 
 class Target(NamedTuple):
-    """A URL split once into its origin, the request line's target and the Host header
-    (and, through a proxy, the absolute-form target and the proxy's header lines)."""
+    """A URL split once into its origin, the request line's target and the Host header;
+    `host_lines` is the Host line as sent, followed (through a proxy) by the proxy's own
+    header lines, so a request head costs the same with or without one."""
 
     origin: Origin
     path: str
     host_header: str
-    extra_lines: str = ""
+    host_lines: str
 
 
 def split_url(url: str) -> Target:
@@ -60,14 +61,14 @@ def split_url(url: str) -> Target:
     path = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         path = f"{path}?{quote(parts.query, safe=_TARGET_SAFE)}"
-    return Target(Origin(scheme, ascii_host, port), path, host_header)
+    return Target(Origin(scheme, ascii_host, port), path, host_header,
+                  f"Host: {host_header}\r\n")
 
 
 def request_head(method: str, target: Target, headers: Mapping[str, str],
                  body_length: int | None) -> bytes:
     """The request line and headers; names the caller set win over our defaults."""
-    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
-             f"{target.extra_lines}"]
+    lines = [f"{method} {target.path} HTTP/1.1\r\n{target.host_lines}"]
     lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
     lowered = {name.lower() for name in headers}
     if "accept" not in lowered:

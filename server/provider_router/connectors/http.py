@@ -332,7 +332,7 @@ def _through_proxy(target: Target, proxies: ProxySettings) -> Target:
     if proxy is None:
         return target
     return Target(origin, f"http://{target.host_header}{target.path}", target.host_header,
-                  proxy.header_lines())
+                  target.host_lines + proxy.header_lines())
 
 
 async def _read_capped(connection: H1Connection, limit: int) -> bytes:
