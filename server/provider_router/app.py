@@ -228,7 +228,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                  "grpc.health.v1.Health", reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
     port, tls = await bind(server, listen or config.server.listen, "server.listen",
-                           config.server.tls, config.server.tls_reload_interval_s)
+                           config.server.tls, config.server.tls_reload_interval_s,
+                           lambda result: metrics.tls_reloads.labels(result).inc())
     health_server, health_port = (
         health_only_server(health.servicer, config.server.health_listen, options)
         if config.server.health_listen else (None, 0))

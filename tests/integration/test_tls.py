@@ -152,6 +152,11 @@ async def test_half_written_rotation_keeps_the_current_certificate(
     # Then the key lands: the next look serves the new pair.
     other.private_key_pem.write_to_path(pki.path("server.key"))
     assert await router.app.tls.check() is True
+    assert await router.app.tls.check() is False  # nothing changed since
+    registry = router.app.metrics.registry
+    for result, count in (("rejected", 1.0), ("loaded", 1.0)):
+        assert registry.get_sample_value("provider_router_tls_reloads_total",
+                                         {"result": result}) == count
 
 
 async def test_health_only_port_is_plaintext_and_serves_nothing_else(

@@ -9,7 +9,7 @@ so what it exposes is exactly what a probe learns; bind it to the pod IP or loca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 import grpc.aio
@@ -24,14 +24,15 @@ ServerOptions = Sequence[tuple[str, int]]
 
 
 async def bind(server: grpc.aio.Server, address: str, key: str, tls: TlsFiles | None,
-               reload_interval_s: float) -> tuple[int, CertificateReloader | None]:
+               reload_interval_s: float, observe: Callable[[str], None] | None = None
+               ) -> tuple[int, CertificateReloader | None]:
     """Bind `server` to `address` (TLS when `tls`); the port and the reloader, if any."""
     reloader = None
     try:
         if tls is None:
             port = server.add_insecure_port(address)
         else:
-            reloader = await CertificateReloader.open(tls, reload_interval_s)
+            reloader = await CertificateReloader.open(tls, reload_interval_s, observe)
             port = server.add_secure_port(address, reloader.credentials)
     except RuntimeError:
         port = 0

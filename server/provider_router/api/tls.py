@@ -52,8 +52,11 @@ class CertificateReloader:
     """Owns the server's TLS credentials and keeps them in step with the files."""
 
     def __init__(self, files: TlsFiles, material: TlsMaterial, stamp: Stamp,
-                 interval_s: float = DEFAULT_RELOAD_INTERVAL_S) -> None:
+                 interval_s: float = DEFAULT_RELOAD_INTERVAL_S,
+                 observe: Callable[[str], None] | None = None) -> None:
         self.files = files
+        # Told "loaded" or "rejected" once per change of the files (for metrics).
+        self._observe = observe
         self._interval_s = interval_s
         self._stamp = stamp
         # Set by the watcher, taken by the next handshake; a plain attribute swap is atomic.
@@ -67,11 +70,11 @@ class CertificateReloader:
             _configuration(material), fetch, require_client_authentication=files.mutual)
 
     @classmethod
-    async def open(cls, files: TlsFiles, interval_s: float = DEFAULT_RELOAD_INTERVAL_S
-                   ) -> CertificateReloader:
+    async def open(cls, files: TlsFiles, interval_s: float = DEFAULT_RELOAD_INTERVAL_S,
+                   observe: Callable[[str], None] | None = None) -> CertificateReloader:
         """Read the files (in a thread) and build the credentials."""
         material, stamp = await asyncio.to_thread(cls._read, files)
-        return cls(files, material, stamp, interval_s)
+        return cls(files, material, stamp, interval_s, observe)
 
     @staticmethod
     def _read(files: TlsFiles) -> tuple[TlsMaterial, Stamp]:
@@ -114,9 +117,15 @@ class CertificateReloader:
             log.warning("TLS files not reloaded, keeping the current certificate: %s", exc)
             with contextlib.suppress(OSError):
                 self._stamp = await asyncio.to_thread(_stamp, self.files)
+            self._tell("rejected")
             return False
         self._pending = _configuration(material)
         self._stamp = stamp
         self.reloads += 1
         log.info("TLS certificate files changed: new connections use the new certificate")
+        self._tell("loaded")
         return True
+
+    def _tell(self, result: str) -> None:
+        if self._observe is not None:
+            self._observe(result)
