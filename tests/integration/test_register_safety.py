@@ -160,16 +160,25 @@ async def test_dns_rebinding_is_refused_at_connect(start_router: StartRouter, fa
     assert len(fake.requests) == before
 
 
-async def test_config_file_providers_are_trusted(start_router: StartRouter) -> None:
-    """The operator's own providers may sit in private ranges without an allowlist."""
-    router = await start_router("""
+async def test_config_file_providers_are_trusted(start_router: StartRouter,
+                                                 fakes: Fakes) -> None:
+    """The operator's own providers are not guarded: with loopback refused for runtime
+    registrations, a config-file provider on loopback still serves, while the same upstream
+    registered at runtime is refused."""
+    fake = await fakes("openai")
+    router = await start_router(f"""
+[auth]
+allow_loopback_upstream = false
+
 [[providers]]
-name = "vllm"
+name = "local"
 kind = "openai_compatible"
-base_url = "http://10.0.0.5:8000/v1"
-models = ["v-1"]
-""")
-    listing = await router.stub.ListProviders(pb.ListProvidersRequest(names=["vllm"]), timeout=5)
-    assert listing.providers[0].spec.base_url == "http://10.0.0.5:8000/v1"
-    assert router.app.pool.get(router.app.registry.snapshot().providers["vllm"]
-                               )._http._egress is None  # type: ignore[attr-defined]
+base_url = "{fake.base_url}"
+api_key_env = "LOCAL_API_KEY"
+models = ["l-1"]
+""", env={"LOCAL_API_KEY": KEY})
+    answer = await router.stub.Chat(pb.ChatRequest(
+        routing=pb.RoutingOptions(model="local/l-1"),
+        messages=[pb.ChatMessage(role=pb.ROLE_USER, content="hi")]), timeout=10)
+    assert answer.provider == "local"
+    assert "loopback" in await _refusal(router.stub, _spec(fake.base_url, api_key=KEY))
