@@ -25,7 +25,7 @@ import ipaddress
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from provider_router.connectors.h1 import H1Connection
@@ -94,14 +94,15 @@ def parse_proxy(name: str, value: str) -> Proxy:
 
 
 @dataclass(frozen=True, slots=True)
-class _Exception:
-    """One NO_PROXY entry."""
+class _Bypass:
+    """One NO_PROXY entry: a domain (with its subdomains) or a network, maybe one port."""
 
     domain: str = ""
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     port: int = 0
 
     def matches(self, host: str, port: int) -> bool:
+        """Whether a connection to host:port goes around the proxy."""
         if self.port and self.port != port:
             return False
         if self.network is not None:
@@ -112,7 +113,8 @@ class _Exception:
         return host == self.domain or host.endswith("." + self.domain)
 
 
-def _parse_exception(entry: str) -> _Exception:
+def _parse_bypass(entry: str) -> _Bypass:
+    """One NO_PROXY entry: `host`, `.domain`, `10.0.0.0/8`, `1.2.3.4`, each maybe `:port`."""
     entry = entry.strip().lower()
     host, port = entry, 0
     if entry.startswith("["):  # [::1]:8080
@@ -124,9 +126,9 @@ def _parse_exception(entry: str) -> _Exception:
         if maybe_port.isdigit():
             host, port = name, int(maybe_port)
     try:
-        return _Exception(network=ipaddress.ip_network(host, strict=False), port=port)
+        return _Bypass(network=ipaddress.ip_network(host, strict=False), port=port)
     except ValueError:
-        return _Exception(domain=host.lstrip(".").rstrip("."), port=port)
+        return _Bypass(domain=host.lstrip(".").rstrip("."), port=port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,30 +138,22 @@ class ProxySettings:
     http: Proxy | None = None
     https: Proxy | None = None
     bypass_all: bool = False
-    exceptions: tuple[_Exception, ...] = ()
+    exceptions: tuple[_Bypass, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProxySettings | None:
         """The settings the variables describe; None when no proxy is set."""
-        def first(*names: str) -> tuple[str, str]:
-            for name in names:
-                if env.get(name, "").strip():
-                    return name, env[name].strip()
-            return "", ""
-
-        fallback = first("all_proxy", "ALL_PROXY")
-        https_var = first("https_proxy", "HTTPS_PROXY")
-        http_var = first("http_proxy", "HTTP_PROXY")
-        https_var, http_var = https_var if https_var[0] else fallback, (
-            http_var if http_var[0] else fallback)
-        if not https_var[0] and not http_var[0]:
+        fallback = _first(env, "all_proxy", "ALL_PROXY")
+        https = _first(env, "https_proxy", "HTTPS_PROXY") or fallback
+        http = _first(env, "http_proxy", "HTTP_PROXY") or fallback
+        if https is None and http is None:
             return None
-        _, no_proxy = first("no_proxy", "NO_PROXY")
-        entries = [e for e in no_proxy.split(",") if e.strip()]
-        return cls(http=parse_proxy(*http_var) if http_var[0] else None,
-                   https=parse_proxy(*https_var) if https_var[0] else None,
-                   bypass_all=any(e.strip() == "*" for e in entries),
-                   exceptions=tuple(_parse_exception(e) for e in entries if e.strip() != "*"))
+        no_proxy = _first(env, "no_proxy", "NO_PROXY")
+        entries = [e.strip() for e in (no_proxy[1] if no_proxy else "").split(",") if e.strip()]
+        return cls(http=parse_proxy(*http) if http else None,
+                   https=parse_proxy(*https) if https else None,
+                   bypass_all="*" in entries,
+                   exceptions=tuple(_parse_bypass(e) for e in entries if e != "*"))
 
     def for_origin(self, scheme: str, host: str, port: int) -> Proxy | None:
         """The proxy to reach this origin through, or None to connect directly."""
@@ -170,6 +164,15 @@ class ProxySettings:
         if any(rule.matches(host, port) for rule in self.exceptions):
             return None
         return proxy
+
+
+def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    """The first of the variables that is set and not blank, as (name, value)."""
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
+    return None
 
 
 class ProxyConnector:
@@ -233,11 +236,18 @@ class _ConnectReply(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._done: asyncio.Future[bytes] = loop.create_future()
         self._buffer = b""
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self._transport: asyncio.Transport | None = None
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The connection to the proxy (made before anything else is asked of this)."""
+        assert self._transport is not None
+        return self._transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
-        self.transport = transport  # type: ignore[assignment]
+        # uvloop's TCP transports are not asyncio.Transport subclasses, so no isinstance.
+        self._transport = cast(asyncio.Transport, transport)
 
     def send(self, head: str) -> None:
         """Write the CONNECT request."""
