@@ -175,6 +175,10 @@ async def test_health_only_port_is_plaintext_and_serves_nothing_else(
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.ListProviders(pb.ListProvidersRequest(), timeout=10)
         assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        # It reports what the main port reports, a drain included.
+        await router.app.health.draining()
+        answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 async def test_python_clients_take_tls_files(start_router: StartRouter, pki: Pki) -> None:
