@@ -8,15 +8,21 @@ from typing import Protocol
 from provider_router import domain as d
 
 
+class CacheBackendError(Exception):
+    """The backend could not be reached or failed; the caller treats it as a miss."""
+
+
 class CacheBackend(Protocol):
     """Bytes by key with a time to live: memory (cache/memory.py) or Redis (cache/redis.py)."""
 
     async def get(self, key: str) -> bytes | None:
-        """The value stored under `key`, None when absent or expired."""
+        """The value stored under `key`, None when absent or expired; raises
+        CacheBackendError when the backend fails."""
         ...
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        """Store `value` under `key` for `ttl_s` seconds."""
+        """Store `value` under `key` for `ttl_s` seconds; raises CacheBackendError when the
+        backend fails."""
         ...
 
     async def aclose(self) -> None:

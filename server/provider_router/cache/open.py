@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from provider_router.cache.base import CacheBackend
 from provider_router.cache.memory import EvictionHook, MemoryCache
-from provider_router.cache.redis import RedisCache
 from provider_router.cache.settings import CacheSettings
 
 
@@ -12,4 +11,7 @@ def open_cache(settings: CacheSettings, on_evict: EvictionHook | None = None) ->
     """memory:// → an in-process LRU; redis:// (rediss://, unix://) → a shared Redis."""
     if settings.url.startswith("memory://"):
         return MemoryCache(settings.max_bytes, on_evict=on_evict)
+    # Imported here: the redis package is only needed when a redis:// cache is configured.
+    from provider_router.cache.redis import RedisCache
+
     return RedisCache.from_url(settings.url, settings.key_prefix)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from redis.exceptions import RedisError
+
+from provider_router.cache.base import CacheBackendError
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -28,12 +32,18 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, None when absent or expired."""
-        value = await self._client.get(self._prefix + key)
+        try:
+            value = await self._client.get(self._prefix + key)
+        except (RedisError, OSError) as error:
+            raise CacheBackendError(f"redis GET failed: {error}") from error
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         """Store with a TTL in milliseconds (at least 1)."""
-        await self._client.set(self._prefix + key, value, px=max(1, round(ttl_s * 1000)))
+        try:
+            await self._client.set(self._prefix + key, value, px=max(1, round(ttl_s * 1000)))
+        except (RedisError, OSError) as error:
+            raise CacheBackendError(f"redis SET failed: {error}") from error
 
     async def aclose(self) -> None:
         """Close the connection pool when this cache made it."""

@@ -17,26 +17,13 @@ from typing import Any
 
 from provider_router import domain as d
 from provider_router.cache import codec, policy, replay
-from provider_router.cache.base import CacheBackend, CachedAnswer
+from provider_router.cache.base import CacheBackend, CacheBackendError, CachedAnswer
 from provider_router.cache.key import cache_key, cache_scope
 from provider_router.cache.settings import CacheSettings
 from provider_router.resilience.deadline import Deadline
 from provider_router.routing.router import Router
 
 log = logging.getLogger(__name__)
-
-# What a backend may raise when it is unreachable or misbehaves (redis-py's errors derive
-# from these; the memory backend raises none).
-BACKEND_ERRORS = (OSError, ConnectionError, TimeoutError)
-
-
-def _backend_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from redis.exceptions import RedisError
-    except ImportError:  # the redis extra is not installed: only the memory backend exists
-        return BACKEND_ERRORS
-    return (*BACKEND_ERRORS, RedisError)
-
 
 class CachingRouter(Router):
     """A Router that answers repeated deterministic requests from the response cache."""
@@ -46,7 +33,6 @@ class CachingRouter(Router):
         super().__init__(*args, **kwargs)  # Router's own arguments
         self._backend = backend
         self._settings = settings
-        self._errors = _backend_errors()
 
     def _mode(self, request: d.ChatRequest) -> d.CacheMode | None:
         """The request's mode, None when it bypasses the cache."""
@@ -64,7 +50,7 @@ class CachingRouter(Router):
         key = cache_key(request, target, cache_scope(request))
         try:
             data = await self._backend.get(key)
-        except self._errors as error:
+        except CacheBackendError as error:
             log.warning("response cache read failed (served uncached): %s", error)
             self._metrics.cache_lookups.labels("error").inc()
             return None
@@ -84,7 +70,7 @@ class CachingRouter(Router):
         key = cache_key(request, target, cache_scope(request))
         try:
             await self._backend.set(key, data, policy.ttl_s(request, self._settings))
-        except self._errors as error:
+        except CacheBackendError as error:
             log.warning("response cache write failed (answer not cached): %s", error)
             self._metrics.cache_skips.labels("backend_error").inc()
             return
