@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from provider_router.api.health import SERVICE_NAME, HealthReporter
-from provider_router.api.interceptors import AuthInterceptor, Observer
+from provider_router.api.interceptors import AuthInterceptor, Observer, TenantKeys
 from provider_router.api.servicer import RouterServicer
 from provider_router.autoregister import providers_from_env
 from provider_router.config import Config
@@ -29,7 +29,7 @@ from provider_router.domain import ProviderSpec
 from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
-from provider_router.resilience.ratelimit import RateLimiter
+from provider_router.resilience.ratelimit import MemoryBucketStore, RateLimiter
 from provider_router.routing.dispatch import Resilience
 from provider_router.routing.gate import RouterGate
 from provider_router.routing.health import HealthMonitor
@@ -40,8 +40,10 @@ from provider_router.routing.registry import Registry
 from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
+from provider_router.routing.tenancy import TenantRouter
 from provider_router.state.base import StateStore
 from provider_router.state.memory import open_state_store
+from provider_router.state.spend import MemorySpendStore, SpendStore
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
 from provider_router.v1 import router_pb2
@@ -113,7 +115,7 @@ class App:
     server: grpc.aio.Server
     port: int
     health: HealthReporter
-    router: Router
+    router: Router | TenantRouter
     registry: Registry
     pool: ConnectorPool
     store: StateStore
@@ -121,6 +123,7 @@ class App:
     monitor: HealthMonitor
     lag_probe: LoopLagProbe
     gc_pacer: GcPacer
+    spend: SpendStore | None = None
     stopped: bool = False
 
     async def start(self) -> None:
@@ -150,6 +153,8 @@ class App:
         self.lag_probe.stop()
         self.gc_pacer.stop()
         await self.pool.aclose()
+        if self.spend is not None:
+            await self.spend.aclose()
         await self.store.aclose()
         log.info("stopped")
 
@@ -185,15 +190,25 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     auth = config.auth
     client_keys = _api_keys(env, auth.client_keys_env)
     admin_keys = _api_keys(env, auth.admin_keys_env)
+    # Tenants: only when configured is the router wrapped (no tenant work per call otherwise).
+    spend = open_spend_store(config.state.url) if config.tenants else None
+    tenant_router = None
+    if spend is not None:
+        tenant_router = TenantRouter(router, registry, {t.name: t for t in config.tenants},
+                                     spend, MemoryBucketStore(), metrics,
+                                     routing.default_completion_tokens)
+    tenant_keys = TenantKeys({h: t.name for t in config.tenants for h in t.key_hashes})
     # No keys at all: the service is open, and an interceptor that lets everything through
     # would still cost a coroutine on every call.
-    interceptors = [AuthInterceptor(client_keys, admin_keys)] if client_keys or admin_keys else []
+    interceptors = ([AuthInterceptor(client_keys, admin_keys, tenant_keys)]
+                    if client_keys or admin_keys or tenant_keys else [])
     server = grpc.aio.server(
         interceptors=interceptors,
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
     )
-    servicer = RouterServicer(router, Observer(metrics), config.server.default_deadline_s)
+    servicer = RouterServicer(tenant_router or router, Observer(metrics),
+                              config.server.default_deadline_s, tenant_router)
     servicer.add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if config.server.reflection:
@@ -208,10 +223,19 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     if port == 0:
         raise ConfigError("server.listen", address, "an address this process can bind (in use?)")
     metrics.providers.set(len(registry.snapshot().providers))
-    return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
-               LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
+    return App(config, server, port, health, tenant_router or router, registry, pool, store,
+               metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
-                       config.server.gc_sweep_interval_s))
+                       config.server.gc_sweep_interval_s), spend)
+
+
+def open_spend_store(url: str) -> SpendStore:
+    """Tenant spend where the state lives: Redis (global) for redis://, else this process
+    (per replica)."""
+    if url.startswith(("redis://", "rediss://")):
+        from provider_router.state.redis_spend import RedisSpendStore  # the redis extra
+        return RedisSpendStore.from_url(url)
+    return MemorySpendStore()
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

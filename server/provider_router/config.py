@@ -32,6 +32,8 @@ from provider_router.gc_pacer import DEFAULT_FREEZE_INTERVAL_S, DEFAULT_SWEEP_IN
 from provider_router.provider_config import parse_providers
 from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
+from provider_router.tenant_config import parse_tenants
+from provider_router.tenants import Tenant
 
 ENV_PREFIX = "PROVIDER_ROUTER_"
 # Variables of the prefix that are not config overrides (CLI client settings).
@@ -87,6 +89,8 @@ class AuthSettings:
     admin_keys_env: str = "PROVIDER_ROUTER_ADMIN_KEYS"
     # Env vars a runtime Register may name as api_key_env (globs); see routing/key_policy.py.
     register_key_envs: tuple[str, ...] = ("*_API_KEY",)
+    # A TOML file of [[tenants]] tables (key hashes, limits, budgets); see tenant_config.py.
+    tenants_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class Config:
     routing: RoutingSettings = field(default_factory=lambda: parse_routing_settings({}))
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     providers: tuple[ProviderSpec, ...] = ()
+    tenants: tuple[Tenant, ...] = ()
     autoregister: bool = True
     source: str = "defaults"
 
@@ -214,6 +219,10 @@ def _state(t: Table) -> StateSettings:
     return StateSettings(url=url, registry_file=registry_file)
 
 
+def _optional_path(value: str) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
 def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
     value = raw.get(name, {})
     if not isinstance(value, Mapping):
@@ -223,7 +232,7 @@ def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
 
 def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str) -> Config:
     """Validate raw TOML tables into a Config."""
-    known = set(SECTIONS) | {"providers"}
+    known = set(SECTIONS) | {"providers", "tenants"}
     for key in raw:
         if key not in known:
             raise ConfigError(key, raw[key], f"one of the sections {', '.join(sorted(known))}")
@@ -240,7 +249,8 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
         admin_keys_env=text(auth_t, "admin_keys_env", default_auth.admin_keys_env),
         register_key_envs=(string_list(auth_t, "register_key_envs")
                            if auth_t.values.get("register_key_envs") is not None
-                           else default_auth.register_key_envs))
+                           else default_auth.register_key_envs),
+        tenants_file=_optional_path(text(auth_t, "tenants_file", "")))
     auth_t.done()
     metrics_t = as_table(raw, "metrics")
     metrics = MetricsSettings(
@@ -261,6 +271,7 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
         routing=parse_routing_settings(routing_raw),
         resilience=parse_resilience_settings(_mapping(raw, "resilience")),
         providers=parse_providers(raw.get("providers", [])),
+        tenants=parse_tenants(raw.get("tenants"), auth.tenants_file),
         autoregister=autoregister,
         source=source,
     )
