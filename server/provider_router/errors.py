@@ -102,6 +102,21 @@ class ModelNotAllowedError(PermissionDeniedError):
         return {"tenant": self.tenant, "model": self.model}
 
 
+class ProviderNotAllowedError(PermissionDeniedError):
+    """The caller's tenant named a provider it may not use."""
+
+    reason = "PROVIDER_NOT_ALLOWED"
+
+    def __init__(self, tenant: str, provider: str) -> None:
+        super().__init__(f"tenant {tenant!r} may not use provider {provider!r}")
+        self.tenant = tenant
+        self.provider = provider
+
+    def info(self) -> dict[str, str]:
+        """Tenant and provider, for ErrorInfo metadata."""
+        return {"tenant": self.tenant, "provider": self.provider}
+
+
 class ConfigError(RouterError):
     """A bad configuration value: names the key, the value and what was expected."""
 

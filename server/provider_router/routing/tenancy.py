@@ -29,6 +29,7 @@ from provider_router.errors import (
     BudgetExceededError,
     ModelNotAllowedError,
     NotFoundError,
+    ProviderNotAllowedError,
     TenantRateLimitedError,
 )
 from provider_router.resilience.deadline import Deadline
@@ -107,14 +108,17 @@ class TenantRouter:
         return names
 
     def restricted(self, tenant: Tenant, request: d.ChatRequest) -> d.ChatRequest:
-        """The request limited to what the tenant may use; raises ModelNotAllowedError for a
-        model it may not name. Providers it may not use are excluded from routing."""
+        """The request limited to what the tenant may use: PermissionDeniedError for a model
+        or provider it may not name; providers it may not use are excluded from routing."""
         model = request.routing.model
         if model and not tenant.allows_model(model):
             raise ModelNotAllowedError(tenant.name, model)
         if not tenant.providers:
             return request
         excluded = self._disallowed_providers(tenant)
+        named, slash, _ = model.partition("/")
+        if slash and named in excluded:
+            raise ProviderNotAllowedError(tenant.name, named)
         if not excluded:
             return request
         routing = replace(request.routing,

@@ -39,7 +39,11 @@ class RedisSpendStore:
     @classmethod
     def from_url(cls, url: str, prefix: str = "provider-router:") -> RedisSpendStore:
         """A store with its own connection pool to `url`."""
-        return cls(aioredis.Redis.from_url(url, decode_responses=True), prefix, owns_client=True)
+        # A blocking pool: a burst of calls waits for a connection instead of failing with
+        # "Too many connections" (redis-py's plain pool raises at its limit).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=5, decode_responses=True)
+        return cls(aioredis.Redis(connection_pool=pool), prefix, owns_client=True)
 
     def _key(self, tenant: str, period: str) -> str:
         return f"{self._prefix}spend:{tenant}:{period}"
@@ -84,3 +88,4 @@ class RedisSpendStore:
         """Close the connection pool when this store opened it."""
         if self._owns_client:
             await self._client.aclose()
+            await self._client.connection_pool.disconnect()
