@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def test_tenants_file_is_read_and_checked(tmp_path: Path) -> None:
                            "tenants": [{"name": "inline"}]}, {}, "test")
     assert [t.name for t in config.tenants] == ["inline", "file"]
     path.write_text('[server]\nlisten = "x"\n')
-    with pytest.raises(ConfigError, match="only \\[\\[tenants\\]\\] tables"):
+    with pytest.raises(ConfigError, match=re.escape("only [[tenants]] tables")):
         build_config({"auth": {"tenants_file": str(path)}}, {}, "test")
     with pytest.raises(ConfigError, match="auth.tenants_file"):
         build_config({"auth": {"tenants_file": str(tmp_path / "missing.toml")}}, {}, "test")
