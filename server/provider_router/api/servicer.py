@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, cast
 
+import grpc
 import grpc.aio
+from google.protobuf import message_factory
 
 from provider_router import domain as d
 from provider_router.api import convert
+from provider_router.api.decoding import safe_deserializer
 from provider_router.api.interceptors import Observer
 from provider_router.api.tenancy import TenantPort, tenants_to_proto, usage_to_proto, with_tenant
 from provider_router.resilience.deadline import Deadline
@@ -103,9 +106,21 @@ class RouterServicer:
         self.ListTenants = observer.unary("ListTenants", self._list_tenants)
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        """Register every RPC of RouterService with `server`."""
-        router_pb2_grpc.add_RouterServiceServicer_to_server(
-            cast(router_pb2_grpc.RouterServiceServicer, self), server)
+        """Register every RPC of RouterService with `server`, each request parsed by
+        api/decoding.py (a request that does not parse is INVALID_ARGUMENT)."""
+        service = pb.DESCRIPTOR.services_by_name["RouterService"]
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        for method in service.methods:
+            request_type = message_factory.GetMessageClass(method.input_type)
+            response_type = message_factory.GetMessageClass(method.output_type)
+            make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+                    else grpc.unary_unary_rpc_method_handler)
+            handlers[method.name] = make(
+                getattr(self, method.name), request_deserializer=safe_deserializer(request_type),
+                response_serializer=response_type.SerializeToString)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service.full_name, handlers),))
+        server.add_registered_method_handlers(service.full_name, handlers)
 
     def _deadline(self, context: Context) -> Deadline:
         remaining = context.time_remaining()
