@@ -35,6 +35,7 @@ from provider_router.api.responses import status_to_proto as status_to_proto
 from provider_router.api.responses import stream_event_to_proto as stream_event_to_proto
 from provider_router.errors import FieldViolation, InvalidRequestError
 from provider_router.v1 import router_pb2 as pb
+from provider_router.validation import MAX_MODELS
 
 E = TypeVar("E")
 
@@ -338,6 +339,11 @@ def spec_to_domain(msg: pb.ProviderSpec) -> d.ProviderSpec:
     """ProviderSpec → domain (shape only; validation.py checks values)."""
     v = Violations()
     kind = v.enum(KINDS, msg.kind, "provider.kind", "kind")
+    if len(msg.models) > MAX_MODELS:
+        # Refused before converting: 100,000 models would cost seconds to convert only to
+        # be refused by validation.py anyway.
+        v.add("provider.models", f"must list at most {MAX_MODELS} models")
+        v.raise_if_any("invalid provider spec")
     models = tuple(_model_spec(m, f"provider.models[{i}]", v) for i, m in enumerate(msg.models))
     capabilities = _capabilities(msg.capabilities, "provider.capabilities", v)
     v.raise_if_any("invalid provider spec")

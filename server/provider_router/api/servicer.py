@@ -6,7 +6,7 @@ Errors are not handled here: api/interceptors.py maps them to a status once.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import grpc
 import grpc.aio
@@ -19,7 +19,6 @@ from provider_router.api.interceptors import Observer
 from provider_router.api.tenancy import TenantPort, tenants_to_proto, usage_to_proto, with_tenant
 from provider_router.resilience.deadline import Deadline
 from provider_router.v1 import router_pb2 as pb
-from provider_router.v1 import router_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -120,7 +119,9 @@ class RouterServicer:
                 response_serializer=response_type.SerializeToString)
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service.full_name, handlers),))
-        server.add_registered_method_handlers(service.full_name, handlers)
+        # As the generated helper does: calls on registered methods skip the generic lookup.
+        server.add_registered_method_handlers(  # type: ignore[attr-defined]
+            service.full_name, handlers)
 
     def _deadline(self, context: Context) -> Deadline:
         remaining = context.time_remaining()

@@ -245,7 +245,8 @@ class TenantRouter:
         """Spend of the named tenants (all configured ones and `(none)` when empty) in the
         current day and month, with their budgets."""
         periods = self.periods()
-        wanted = names or (*sorted(self._tenants), UNTENANTED)
+        # Each tenant once, in the order first named.
+        wanted = tuple(dict.fromkeys(names)) or (*sorted(self._tenants), UNTENANTED)
         report = []
         for name in wanted:
             tenant = self._tenants.get(name)
