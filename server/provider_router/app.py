@@ -29,6 +29,7 @@ from provider_router.domain import ProviderSpec
 from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
+from provider_router.resilience.cooldown import CooldownBook
 from provider_router.resilience.ratelimit import RateLimiter
 from provider_router.routing.dispatch import Resilience
 from provider_router.routing.gate import RouterGate
@@ -169,8 +170,10 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         secrets.registry = registry
     rng = random.Random()
     res = config.resilience
-    resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng)
-    gate = RouterGate(registry, env, resilience.breakers, resilience.limiter)
+    resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng,
+                            CooldownBook(res.cooldown))
+    gate = RouterGate(registry, env, resilience.breakers, resilience.limiter,
+                      resilience.cooldowns)
     pool = ConnectorPool(config.connectors)
     status = ProviderStatusView(registry, gate, resilience.breakers)
     # Only providers from the config file and the environment are trusted key owners.

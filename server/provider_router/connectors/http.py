@@ -38,6 +38,7 @@ from provider_router.errors import (
     ProviderServerError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    ProviderUnreachableError,
 )
 from provider_router.resilience.deadline import Deadline
 
@@ -217,7 +218,7 @@ class HttpClient:
             raise
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ProviderConnectionError(
+            raise ProviderUnreachableError(
                 self._provider, f"cannot connect to {origin.host}:{origin.port}: {reason}"
             ) from exc
 
