@@ -40,6 +40,8 @@ def _routing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefer", action="append", default=[], metavar="PROVIDER")
     parser.add_argument("--exclude", action="append", default=[], metavar="PROVIDER")
     parser.add_argument("--affinity-key", default="")
+    parser.add_argument("--fallback", action="append", default=[], metavar="PROVIDER/MODEL",
+                        help="a target to try after the routed ones (repeatable, in order)")
 
 
 def build_parser() -> argparse.ArgumentParser:

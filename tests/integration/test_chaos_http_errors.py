@@ -59,7 +59,7 @@ async def test_429_with_retry_after_cools_the_target_while_the_fallback_serves(
     again = await answer(router, mode)
     assert outcomes(again.attempts) == [("backup", SUCCESS)]
     assert await exclusion(router, "primary") == pb.EXCLUSION_REASON_COOLDOWN
-    assert len(primary.chat_requests()) == 1
+    assert len(primary.chat_requests()) == 1 and len(backup.chat_requests()) == 2
     # Once Retry-After has passed the primary serves again.
     await asyncio.sleep(max(0.0, primary.chat_requests()[0].at + 2.1 - time.monotonic()))
     assert await exclusion(router, "primary") is None
