@@ -199,10 +199,11 @@ async def test_half_open_trials_start_short_and_back_off_while_the_model_stays_d
         await asyncio.sleep(0.02)
     seen = [r.at for r in multi.requests_for("m-a")]
     waits = gaps(multi.requests_for("m-a"))
-    # The opening failure, then one trial after 0.3 s, 0.6 s, then 1 s (the cap), 1 s.
-    assert len(seen) in (4, 5), waits
+    # The opening failure, then one trial after 0.3 s, 0.6 s, then 1 s (the cap), 1 s; each
+    # trial comes with the first call after its wait, so a wait may run a little longer.
+    assert 4 <= len(seen) <= 5, waits
     for wait, expected in zip(waits, (0.3, 0.6, 1.0, 1.0), strict=False):
-        assert expected - 0.02 <= wait <= expected + 0.5, waits
+        assert expected - 0.02 <= wait <= expected + 0.4, waits
     # Recovery: the next due trial closes the breaker and the model serves again.
     multi.recover_model("m-a")
     await asyncio.sleep(1.05)
