@@ -20,7 +20,19 @@ from grpc_status import rpc_status
 from provider_router.v1 import router_pb2 as pb
 from tests.fakes.base import FakeUpstream, Fault
 from tests.fakes.harness import KEY_ENV
-from tests.integration.chaos import ENV, MODES, Answer, Streamed, gaps, outcomes
+from tests.integration.chaos import (
+    ENV,
+    MODES,
+    NOT_SERVING,
+    SERVING,
+    Answer,
+    Streamed,
+    eventually,
+    gaps,
+    outcomes,
+    provider_health,
+    provider_status,
+)
 from tests.integration.conftest import Fakes, RunningRouter, StartRouter
 
 SUCCESS = pb.ATTEMPT_OUTCOME_SUCCESS
@@ -163,6 +175,11 @@ async def test_a_failing_model_opens_its_own_breaker_only(
         assert await _reasons(router, model) == {f"multi/{model}": 0, BACKUP: 0}
         got = await _call(router, mode, model)
         assert outcomes(got.attempts) == [("multi", SUCCESS)]
+    # The provider shows its worst breaker, but it is degraded, not down: it still serves.
+    status = await provider_status(router, "multi")
+    assert status.breaker_state == pb.BREAKER_STATE_OPEN
+    assert status.health == pb.HEALTH_STATE_DEGRADED
+    assert await provider_health(router, "multi") == SERVING
 
 
 async def test_an_unreachable_provider_opens_its_provider_level_breaker_for_every_model(
@@ -180,6 +197,12 @@ async def test_an_unreachable_provider_opens_its_provider_level_breaker_for_ever
                                              BACKUP: 0}
     got = await _call(router, "chat", "m-c")
     assert outcomes(got.attempts) == [("backup", SUCCESS)]
+    assert (await provider_status(router, "multi")).health == pb.HEALTH_STATE_UNHEALTHY
+    assert await eventually(lambda: _serving_is(router, "multi", NOT_SERVING))
+
+
+async def _serving_is(router: RunningRouter, name: str, expected: int) -> bool:
+    return await provider_health(router, name) == expected
 
 
 # --- adaptive half-open ------------------------------------------------------------------------

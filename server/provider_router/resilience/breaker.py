@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -440,6 +440,18 @@ class ProviderBreakers:
             return max(states, key=_WORST_LAST.index, default=BreakerState.CLOSED)
         breaker = self._find(provider, model)
         return BreakerState.CLOSED if breaker is None else breaker.state()
+
+    def provider_open(self, provider: str, models: Sequence[str]) -> bool:
+        """Whether the provider as a whole is out: its provider-level breaker is open or,
+        with per-model keys, the breaker of every model it lists. One sick model of many
+        leaves the provider serving (its health says DEGRADED, not UNHEALTHY)."""
+        if not self._config.per_model:
+            return self.state(provider) is BreakerState.OPEN
+        whole = self._breakers.get((provider, ""))
+        if whole is not None and whole.state() is BreakerState.OPEN:
+            return True
+        return bool(models) and all(self.state(provider, m) is BreakerState.OPEN
+                                    for m in models)
 
     def allows(self, provider: str, model: str) -> bool:
         """Cheap gate: False while open, and while a half-open trial is in flight (the

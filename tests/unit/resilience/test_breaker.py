@@ -547,3 +547,18 @@ def test_reset_after_never_exceeds_the_configured_reset() -> None:
     assert config.reset_after(0) == 30.0
     assert BreakerConfig().reset_after(0) == 2.0
     assert BreakerConfig().reset_after(100) == 30.0
+
+
+async def test_the_provider_is_out_only_when_unreachable_or_every_model_is_open(
+        clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=1)
+    await fail(breakers, server_error(), model="a")
+    assert not breakers.provider_open("p", ("a", "b"))
+    await fail(breakers, server_error(), model="b")
+    assert breakers.provider_open("p", ("a", "b"))
+    other = make(clock, fail_max=1)
+    await fail(other, unreachable(), model="a")
+    assert other.provider_open("p", ("a", "b"))
+    per_provider = make(clock, fail_max=1, per_model=False)
+    await fail(per_provider, server_error(), model="a")
+    assert per_provider.provider_open("p", ("a", "b"))
