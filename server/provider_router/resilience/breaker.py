@@ -392,6 +392,10 @@ class PairGuard:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        if error is None:  # most calls succeed: no verdict to work out
+            self._whole.record_verdict(self._whole_permit, Verdict.SUCCESS)
+            self._model.record_verdict(self._model_permit, Verdict.SUCCESS)
+            return
         self._whole.record_verdict(self._whole_permit, reachability_of(error))
         self._model.record_verdict(self._model_permit, _model_verdict(error))
 
@@ -408,6 +412,8 @@ class ProviderBreakers:
         self._clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[tuple[str, str], _Breaker] = {}
+        # (provider, model) → its provider-level and model breakers: one lookup per call.
+        self._pairs: dict[tuple[str, str], tuple[_Breaker, _Breaker]] = {}
         # Replaced, never mutated, so notifying needs no lock.
         self._listeners: tuple[BreakerListener, ...] = ()
 
@@ -456,13 +462,15 @@ class ProviderBreakers:
     def allows(self, provider: str, model: str) -> bool:
         """Cheap gate: False while open, and while a half-open trial is in flight (the
         model's breaker or, with per-model keys, the provider-level one)."""
-        breaker = self._find(provider, model)
-        if breaker is not None and not breaker.allows_now():
-            return False
         if model and self._config.per_model:
+            pair = self._pairs.get((provider, model))
+            if pair is not None:  # the target has been called: both breakers at hand
+                return pair[0].allows_now() and pair[1].allows_now()
             whole = self._breakers.get((provider, ""))
-            return whole is None or whole.allows_now()
-        return True
+            if whole is not None and not whole.allows_now():
+                return False
+        breaker = self._find(provider, model)
+        return breaker is None or breaker.allows_now()
 
     def exclusion(self, provider: str, model: str) -> ExclusionReason | None:
         """The CandidateGate answer: BREAKER_OPEN when `allows` is False."""
@@ -487,7 +495,11 @@ class ProviderBreakers:
         ends; `with`, not `async with`: admitting and counting never wait. With per-model
         keys the call passes the provider-level breaker too."""
         if model and self._config.per_model:
-            return PairGuard(self._get(provider, ""), self._get(provider, model))
+            pair = self._pairs.get((provider, model))
+            if pair is None:
+                pair = self._pairs[(provider, model)] = (self._get(provider, ""),
+                                                         self._get(provider, model))
+            return PairGuard(*pair)
         return Guard(self._get(provider, model))
 
     def add_listener(self, callback: BreakerListener) -> Callable[[], None]:
@@ -506,6 +518,8 @@ class ProviderBreakers:
         with self._lock:
             for key in [k for k in self._breakers if k[0] == provider]:
                 del self._breakers[key]
+            for key in [k for k in self._pairs if k[0] == provider]:
+                del self._pairs[key]
 
     def _notify(self, change: BreakerChange) -> None:
         # The one log line per transition; an opening is what an operator must notice.
