@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from provider_router.v1 import router_pb2 as pb
+from provider_router_client import AsyncRouterClient, text_request
 from tests.fakes.base import FakeUpstream, Fault
 from tests.fakes.harness import KEY_ENV
 from tests.integration.chaos import (
@@ -323,3 +324,15 @@ async def test_bad_fallbacks_are_invalid_argument_naming_the_field(
             assert any(d.Unpack(bad) for d in status.details if d.Is(bad.DESCRIPTOR))
             assert [v.field for v in bad.field_violations] == [field]
     assert not multi.chat_requests() and not backup.chat_requests()
+
+
+async def test_the_python_client_names_fallbacks(start_router: StartRouter,
+                                                 fakes: Fakes) -> None:
+    multi, backup = await fakes(), await fakes()
+    router = await _router(start_router, multi.base_url, backup, retry_max_attempts=1)
+    multi.down_model("m-a")
+    async with AsyncRouterClient(router.target) as client:
+        answer = await client.chat(text_request("Say hello", model="multi/m-a",
+                                                fallbacks=[BACKUP]), timeout=10)
+    assert (answer.provider, answer.model) == ("backup", "b-1")
+    assert outcomes(answer.attempts) == [("multi", PROVIDER_ERROR), ("backup", SUCCESS)]

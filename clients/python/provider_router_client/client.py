@@ -20,11 +20,16 @@ Metadata = tuple[tuple[str, str], ...]
 
 
 def text_request(prompt: str, model: str = "", system: str = "",
-                 max_tokens: int | None = None) -> pb.ChatRequest:
-    """A ChatRequest for one user prompt (and an optional system prompt)."""
+                 max_tokens: int | None = None,
+                 fallbacks: Sequence[str] = ()) -> pb.ChatRequest:
+    """A ChatRequest for one user prompt (and an optional system prompt); `fallbacks` are
+    "provider/model" targets to try, in order, after the routed ones."""
     messages = [pb.ChatMessage(role=pb.ROLE_SYSTEM, content=system)] if system else []
     messages.append(pb.ChatMessage(role=pb.ROLE_USER, content=prompt))
-    request = pb.ChatRequest(routing=pb.RoutingOptions(model=model), messages=messages)
+    targets = [pb.RouteTarget(provider=f.partition("/")[0], model=f.partition("/")[2])
+               for f in fallbacks]
+    request = pb.ChatRequest(routing=pb.RoutingOptions(model=model, fallbacks=targets),
+                             messages=messages)
     if max_tokens is not None:
         request.parameters.max_tokens = max_tokens
     return request
