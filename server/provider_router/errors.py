@@ -235,10 +235,11 @@ class ProviderSilentError(ProviderTimeoutError):
     is not retried and the failover moves on."""
 
     def __init__(self, provider: str, spent_s: float, cause: str) -> None:
-        super().__init__(provider, "first_token", spent_s)
-        self.message = (f"{provider}: no answer for {spent_s:.3g}s, then {cause} "
-                        "(counted as a first-token timeout)")
-        self.args = (self.message,)
+        # ProviderError's constructor, not the timeout's: the message says what happened.
+        ProviderError.__init__(self, provider, f"no answer for {spent_s:.3g}s, then {cause} "
+                               "(counted as a first-token timeout)")
+        self.phase = "first_token"
+        self.timeout_s = spent_s
 
 
 class ProviderProtocolError(ProviderError):

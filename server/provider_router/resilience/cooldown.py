@@ -15,9 +15,12 @@ readers take no lock, and an empty book costs one truthiness test per candidate.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 """Seconds on a monotonic clock; injected so tests never sleep."""
@@ -72,6 +75,9 @@ class CooldownBook:
         length = self._length(retry_after_s, quota, streak)
         self._entries[key] = _Entry(now + length, length, streak)
         self.until[key] = now + length
+        # One line per cooldown: a cooling target is routed around, so this is not per call.
+        log.info("cooldown of %s/%s for %.3g s (%s)", provider, model, length,
+                 "quota" if quota else "retry-after" if retry_after_s else "rate limited")
         return length
 
     def _length(self, retry_after_s: float | None, quota: bool, streak: int) -> float:
