@@ -40,9 +40,21 @@ def to_json(message: Message) -> dict[str, object]:
     return result
 
 
+def _tls_files(args: argparse.Namespace) -> None:
+    """ConfigError naming the flag when a TLS file is missing or half a pair is given."""
+    if (args.cert is None) != (args.key is None):
+        flag = "--key" if args.key is None else "--cert"
+        raise ConfigError(flag, None, "a PEM file: --cert and --key go together")
+    for flag, path in (("--ca", args.ca), ("--cert", args.cert), ("--key", args.key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(flag, str(path), "a readable PEM file (no such file)")
+
+
 @contextmanager
 def _client(args: argparse.Namespace) -> Iterator[RouterClient]:
-    with RouterClient(args.target, api_key=args.api_key) as client:
+    _tls_files(args)
+    with RouterClient(args.target, api_key=args.api_key, tls=args.tls, ca_file=args.ca,
+                      cert_file=args.cert, key_file=args.key) as client:
         yield client
 
 

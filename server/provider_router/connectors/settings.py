@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from provider_router.connectors.egress import EgressGuard, EgressPolicy
+from provider_router.connectors.proxy import ProxySettings
 from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
 from provider_router.errors import ProviderUnavailableError
 
@@ -48,6 +50,14 @@ class ConnectorSettings:
     anthropic_version: str = "2023-06-01"
     # The environment holds every API key; it must never show up in a repr or a log line.
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The SSRF guard for runtime-registered providers' connections (set by app.py).
+    egress: EgressGuard | None = None
+    # HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment; None when no proxy is set.
+    proxies: ProxySettings | None = None
+
+    def egress_policy(self, spec: ProviderSpec) -> EgressPolicy | None:
+        """The policy every new connection of this provider is checked against, if any."""
+        return self.egress.policy_for(spec) if self.egress is not None else None
 
 
 def resolve_api_key(spec: ProviderSpec, env: Mapping[str, str]) -> Secret | None:
