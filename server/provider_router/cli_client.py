@@ -87,8 +87,18 @@ def routing_from_args(args: argparse.Namespace) -> pb.RoutingOptions:
             _enum("STRATEGY", pb.Strategy, args.strategy, "--strategy") if args.strategy else 0),
         attributes=_pairs(args.attr, "--attr"), labels=args.label,
         prefer_providers=args.prefer, exclude_providers=args.exclude,
-        affinity_key=args.affinity_key,
+        affinity_key=args.affinity_key, fallbacks=_targets(args.fallback, "--fallback"),
     )
+
+
+def _targets(values: list[str], flag: str) -> list[pb.RouteTarget]:
+    targets = []
+    for item in values:
+        provider, sep, model = item.partition("/")
+        if not sep or not provider.strip() or not model.strip():
+            raise ConfigError(flag, item, "PROVIDER/MODEL, e.g. openai/gpt-4o-mini")
+        targets.append(pb.RouteTarget(provider=provider.strip(), model=model.strip()))
+    return targets
 
 
 def _instant(value: str, flag: str) -> datetime:

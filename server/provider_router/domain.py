@@ -124,6 +124,7 @@ class ExclusionReason(enum.StrEnum):
     LATENCY = "latency"
     UNHEALTHY = "unhealthy"
     UNAVAILABLE = "unavailable"
+    COOLDOWN = "cooldown"
 
 
 class CacheMode(enum.StrEnum):
@@ -299,6 +300,8 @@ class RoutingOptions:
     exclude_providers: frozenset[str] = frozenset()
     constraints: RoutingConstraints = RoutingConstraints()
     affinity_key: str = ""
+    # Targets the caller names to try after the routed candidates, in order.
+    fallbacks: tuple[RouteTarget, ...] = ()
     # The response cache: None means the configured mode and ttl.
     cache: CacheMode | None = None
     cache_ttl_s: float | None = None
@@ -409,6 +412,9 @@ class ChatRequest:
     response_format: ResponseFormat | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
+    # The tenant the caller authenticated as (set by the api layer from the API key, never
+    # from anything the caller wrote); "" when tenants are off or the key has none.
+    tenant: str = ""
 
 
 @fast_init

@@ -14,6 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from provider_router.tenants import hash_key
 from provider_router.v1 import router_pb2 as pb
 from tests.fakes.base import FakeUpstream, Fault, Script
 from tests.integration.chaos import ENV, Upstream, chat, config, stream
@@ -21,6 +22,7 @@ from tests.integration.conftest import Fakes, RunningRouter, StartRouter
 from tests.redis.server import RedisServer
 
 ANSWER = "Hello, world!"
+TENANT_KEYS = {"acme": "acme-key-0123456789abcdef", "globex": "globex-key-0123456789abcdef"}
 
 
 def _cache_toml(**keys: object) -> str:
@@ -333,11 +335,26 @@ async def test_tool_call_answers_are_cached_only_when_configured(
 
 async def test_tenants_do_not_share_answers(start_router: StartRouter, fakes: Fakes) -> None:
     fake = await fakes()
-    router = await _router(start_router, fake)
-    await chat(router, chat_request(tenant="acme"))
-    other, _ = await chat(router, chat_request(tenant="globex"))
-    same, _ = await chat(router, chat_request(tenant="acme"))
-    assert not other.cached and same.cached
+    tenants = "".join(f"""
+[[tenants]]
+name = "{name}"
+key_sha256 = ["{hash_key(key)}"]
+""" for name, key in TENANT_KEYS.items())
+    toml = config([Upstream("primary", fake=fake)]) + _cache_toml() + tenants
+    router = await start_router(toml, env=ENV)
+
+    async def ask(tenant: str, claimed: str = "") -> pb.ChatResponse:
+        auth = (("authorization", f"Bearer {TENANT_KEYS[tenant]}"),)
+        response: pb.ChatResponse = await router.stub.Chat(
+            chat_request(tenant=claimed), metadata=auth, timeout=10)
+        return response
+
+    await ask("acme")
+    other = await ask("globex")
+    # Claiming another tenant in the routing attributes changes nothing: the key decides.
+    impostor = await ask("globex", claimed="acme")
+    same = await ask("acme", claimed="globex")
+    assert not other.cached and impostor.cached and same.cached
     assert len(fake.chat_requests()) == 2
 
 

@@ -48,11 +48,16 @@ def _credentials(credentials: grpc.ChannelCredentials | None, tls: bool,
 
 
 def text_request(prompt: str, model: str = "", system: str = "",
-                 max_tokens: int | None = None) -> pb.ChatRequest:
-    """A ChatRequest for one user prompt (and an optional system prompt)."""
+                 max_tokens: int | None = None,
+                 fallbacks: Sequence[str] = ()) -> pb.ChatRequest:
+    """A ChatRequest for one user prompt (and an optional system prompt); `fallbacks` are
+    "provider/model" targets to try, in order, after the routed ones."""
     messages = [pb.ChatMessage(role=pb.ROLE_SYSTEM, content=system)] if system else []
     messages.append(pb.ChatMessage(role=pb.ROLE_USER, content=prompt))
-    request = pb.ChatRequest(routing=pb.RoutingOptions(model=model), messages=messages)
+    targets = [pb.RouteTarget(provider=f.partition("/")[0], model=f.partition("/")[2])
+               for f in fallbacks]
+    request = pb.ChatRequest(routing=pb.RoutingOptions(model=model, fallbacks=targets),
+                             messages=messages)
     if max_tokens is not None:
         request.parameters.max_tokens = max_tokens
     return request
@@ -126,6 +131,17 @@ class RouterClient:
         return self._stub.ListProviders(pb.ListProvidersRequest(names=list(names)),
                                         timeout=timeout, metadata=self._metadata)
 
+    def get_usage(self, tenants: Sequence[str] = (), timeout: float | None = None
+                  ) -> pb.GetUsageResponse:
+        """Spend per tenant, provider and model this day and month (admin)."""
+        return self._stub.GetUsage(pb.GetUsageRequest(tenants=list(tenants)), timeout=timeout,
+                                   metadata=self._metadata)
+
+    def list_tenants(self, timeout: float | None = None) -> pb.ListTenantsResponse:
+        """Every configured tenant with its limits (admin)."""
+        return self._stub.ListTenants(pb.ListTenantsRequest(), timeout=timeout,
+                                      metadata=self._metadata)
+
     def health(self, service: str = "", timeout: float | None = None) -> int:
         """The grpc.health.v1 serving status of a service ("" = overall)."""
         response = self._health.Check(health_pb2.HealthCheckRequest(service=service),
@@ -197,6 +213,17 @@ class AsyncRouterClient:
         """Every provider with spec and live status."""
         return await self._stub.ListProviders(pb.ListProvidersRequest(names=list(names)),
                                               timeout=timeout, metadata=self._metadata)
+
+    async def get_usage(self, tenants: Sequence[str] = (), timeout: float | None = None
+                        ) -> pb.GetUsageResponse:
+        """Spend per tenant, provider and model this day and month (admin)."""
+        return await self._stub.GetUsage(pb.GetUsageRequest(tenants=list(tenants)),
+                                         timeout=timeout, metadata=self._metadata)
+
+    async def list_tenants(self, timeout: float | None = None) -> pb.ListTenantsResponse:
+        """Every configured tenant with its limits (admin)."""
+        return await self._stub.ListTenants(pb.ListTenantsRequest(), timeout=timeout,
+                                            metadata=self._metadata)
 
     async def health(self, service: str = "", timeout: float | None = None) -> int:
         """The grpc.health.v1 serving status of a service ("" = overall)."""

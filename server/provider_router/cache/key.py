@@ -19,12 +19,10 @@ KEY_VERSION = 1
 
 
 def cache_scope(request: d.ChatRequest) -> str:
-    """Who may share cached answers: today the caller-supplied `tenant` routing attribute.
-
-    The one place that decides the scope: once requests carry an authenticated tenant, this
-    reads that instead. Callers without a tenant share the unscoped cache.
-    """
-    return request.routing.attributes.get("tenant", "")
+    """Who may share cached answers: the tenant the caller authenticated as (set by the api
+    layer from the API key, never from anything the caller wrote). Without tenants every
+    caller shares the one unscoped cache."""
+    return request.tenant
 
 
 def _part(part: d.ContentPart) -> object:

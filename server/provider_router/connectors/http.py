@@ -40,6 +40,7 @@ from provider_router.errors import (
     ProviderServerError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    ProviderUnreachableError,
 )
 from provider_router.resilience.deadline import Deadline
 
@@ -229,7 +230,7 @@ class HttpClient:
             raise ProviderUnavailableError(self._provider, str(exc)) from None
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ProviderConnectionError(
+            raise ProviderUnreachableError(
                 self._provider, f"cannot connect to {origin.host}:{origin.port}: {reason}"
             ) from exc
 

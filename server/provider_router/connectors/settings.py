@@ -11,8 +11,14 @@ from provider_router.connectors.proxy import ProxySettings
 from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
 from provider_router.errors import ProviderUnavailableError
 
-DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=30.0, idle=30.0, total=300.0)
-"""Per-phase timeouts used when neither the provider spec nor the config sets one."""
+DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=10.0, idle=30.0, total=300.0)
+"""Per-phase timeouts used when neither the provider spec nor the config sets one.
+
+first_token is 10 s because the router serves interactive chat: hosted models start
+streaming within 1-3 s even when busy, so 10 s is several times their slow tail, while a
+person waiting at a chat box takes about 10 s of nothing as broken. A silent provider then
+costs 10 s before the fallback starts, not 30. Models that think before their first token
+(reasoning models) set `timeouts.first_token` on their provider."""
 
 DEFAULT_BASE_URLS: Mapping[ProviderKind, str] = MappingProxyType({
     ProviderKind.OPENAI: "https://api.openai.com/v1",

@@ -110,10 +110,13 @@ class Router:
         """Seconds until a rate-limited candidate has room, if only limits stand in the way."""
         providers = self._registry.snapshot().providers
         waits: list[float] = []
-        for provider, _, reason in error.exclusions:
+        for provider, model, reason in error.exclusions:
             spec = providers.get(provider)
             if reason is d.ExclusionReason.BREAKER_OPEN:
                 continue  # it does not serve either way; the limited ones decide
+            if reason is d.ExclusionReason.COOLDOWN:
+                waits.append(self._r.cooldowns.remaining(provider, model))
+                continue
             if reason is not d.ExclusionReason.RATE_LIMITED or spec is None:
                 return None
             waits.append(self._r.limiter.wait_s(spec))
@@ -197,6 +200,7 @@ class Router:
         spec = await self._registry.unregister(name)
         self._pool.retire(name)
         self._r.breakers.remove(name)
+        self._r.cooldowns.forget(name)
         await self._r.limiter.forget(name)
         return spec
 

@@ -43,7 +43,7 @@ def test_key_is_a_sha256_hex_and_stable() -> None:
     {"params": d.GenerationParams(temperature=0.0, stop=("x",))},
     {"params": d.GenerationParams(temperature=0.0, seed=1)},
     {"routing": d.RoutingOptions(model="other")},
-    {"routing": d.RoutingOptions(model="chat", attributes={"tenant": "acme"})},
+    {"tenant": "acme"},
     {"tools": (d.ToolDefinition("lookup"),)},
     {"tool_choice": d.ToolChoice(d.ToolChoiceMode.NONE)},
     {"response_format": d.ResponseFormat(d.ResponseFormatType.JSON)},
@@ -60,6 +60,9 @@ def test_the_resolved_target_is_in_the_key() -> None:
 def test_what_does_not_decide_the_answer_is_not_in_the_key() -> None:
     base = _key(_request())
     assert _key(_request(metadata={"trace": "1"})) == base
+    # A tenant attribute is the caller's word, not its identity: it does not scope answers.
+    assert _key(_request(routing=d.RoutingOptions(model="chat", attributes={"tenant": "x"}))
+                ) == base
     assert _key(_request(stream=True)) == base
     routing = d.RoutingOptions(model="chat", strategy=d.Strategy.COST, prefer_providers=("x",),
                                cache=d.CacheMode.READ, cache_ttl_s=5)
