@@ -222,14 +222,17 @@ async def test_entries_expire_after_the_configured_ttl(start_router: StartRouter
     assert not expired.cached and len(fake.chat_requests()) == 2
 
 
-async def test_a_zero_ttl_is_refused(start_router: StartRouter, fakes: Fakes) -> None:
+@pytest.mark.parametrize("seconds", [0, -5, 366 * 86400, -86399999913601])
+async def test_a_ttl_out_of_range_is_refused(seconds: int, start_router: StartRouter,
+                                             fakes: Fakes) -> None:
     router = await _router(start_router, await fakes())
     request = chat_request()
-    request.routing.cache_ttl.CopyFrom(Duration(seconds=0))
+    request.routing.cache_ttl.CopyFrom(Duration(seconds=seconds))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await router.stub.Chat(request, timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violations(caught.value) == {"routing.cache_ttl": "must be positive"}
+    assert _violations(caught.value) == {
+        "routing.cache_ttl": "must be positive and at most 365 days"}
 
 
 @pytest.mark.parametrize("temperature", [None, 0.7])

@@ -131,12 +131,17 @@ def routing_to_domain(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions
     return _routing(msg, v)
 
 
+MAX_CACHE_TTL_S = 365 * 86400.0
+"""The longest TTL a request may ask for (a year; Redis takes TTLs in 64-bit milliseconds)."""
+
+
 def _cache_ttl(msg: pb.RoutingOptions, v: Violations) -> float | None:
     if not msg.HasField("cache_ttl"):
         return None
-    ttl = msg.cache_ttl.ToTimedelta().total_seconds()
-    if ttl <= 0:
-        v.add("routing.cache_ttl", "must be positive")
+    # Read from the fields: ToTimedelta overflows on durations past 999,999,999 days.
+    ttl = msg.cache_ttl.seconds + msg.cache_ttl.nanos / 1e9
+    if not 0 < ttl <= MAX_CACHE_TTL_S:
+        v.add("routing.cache_ttl", "must be positive and at most 365 days")
     return ttl
 
 
