@@ -133,7 +133,8 @@ class RedisStateStore:
                                   "serving the last known registrations")
 
     async def aclose(self) -> None:
-        """Stop following the feed (the link, shared with others, is closed by its owner)."""
+        """Stop following the feed (the link, shared with others, is closed by its owner;
+        a follower also stops by itself once the link is closed)."""
         self._callbacks.clear()
         if self._follower is not None:
             self._follower.cancel()
@@ -184,11 +185,15 @@ class RedisStateStore:
     # --- the follower -----------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        while True:
+        while not self._link.closed:
+            if not self._link.up:
+                self._live.set()  # nobody waits for a feed that is down
             await self._link.wait_up()
             try:
                 await self._listen()
             except (RedisError, OSError, StateUnavailableError) as error:
+                if self._link.closed:
+                    break
                 self._live.set()  # nobody waits for a feed that is down
                 if not isinstance(error, StateUnavailableError):  # that one reported it
                     self._link.failed(error)
@@ -200,7 +205,7 @@ class RedisStateStore:
             # Subscribed first, then read: a change lands in the hash read or in the feed.
             await self._resync()
             self._live.set()
-            while True:
+            while not self._link.closed:
                 message = await pubsub.get_message(timeout=POLL_S)
                 if message is not None and message.get("type") == "message":
                     self._on_message(message["data"])

@@ -126,6 +126,11 @@ class RedisLink:
         self._resyncs.add(task)
         task.add_done_callback(self._resyncs.discard)
 
+    @property
+    def closed(self) -> bool:
+        """Whether aclose() was called (users stop their background work)."""
+        return self._closed
+
     async def wait_up(self) -> None:
         """Return once the link is up (at once when it is)."""
         await self._back.wait()
