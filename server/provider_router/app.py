@@ -134,6 +134,7 @@ class App:
         await self.monitor.publish_all()
         self.monitor.start()
         await self.health.serving()
+        await self.health.state_backend(self.link is None or self.link.up)
         log.info("serving on port %d (%d providers, pid %d)", self.port,
                  len(self.registry.snapshot().providers), os.getpid())
 
@@ -187,6 +188,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                     metrics, env, key_policy, routing.default_completion_tokens)
     health = HealthReporter()
     await health.starting()
+    if link is not None:
+        link.add_status_listener(health.state_backend)
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
                             res.health_interval_s, res.probe_timeout_s)
 
