@@ -245,6 +245,8 @@ class RedisStateStore:
         except (ValueError, KeyError, TypeError, CodecError) as exc:
             log.error("ignoring a malformed change on %s: %s", self._channel, exc)
             return
+        if self._known is not None and self._known.get(name) == spec:
+            return  # the resync read already reported it (published between SUBSCRIBE and read)
         self._remember(name, spec)
         self._emit(ProviderChange(name, spec))
 
