@@ -28,6 +28,7 @@ from provider_router.autoregister import providers_from_env
 from provider_router.cache.base import CacheBackend
 from provider_router.cache.memory import MemoryCache
 from provider_router.cache.open import open_cache
+from provider_router.cache.redis import RedisCache
 from provider_router.config import Config
 from provider_router.connectors.egress import EgressGuard, EgressPolicy
 from provider_router.connectors.factory import resolve_api_key
@@ -50,8 +51,12 @@ from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.tenancy import TenantRouter
 from provider_router.state.base import StateStore
-from provider_router.state.memory import open_state_store
+from provider_router.state.factory import open_state_store
+from provider_router.state.outage_spend import OutageTolerantSpendStore
+from provider_router.state.redis_link import RedisLink
+from provider_router.state.redis_spend import RedisSpendStore
 from provider_router.state.spend import MemorySpendStore, SpendStore
+from provider_router.state.urls import is_redis_url
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
 from provider_router.v1 import router_pb2
@@ -142,6 +147,8 @@ class App:
     health_port: int = 0
     cache: CacheBackend | None = None
     spend: SpendStore | None = None
+    link: RedisLink | None = None
+    """The process's one connection to Redis ([state] url = redis://...), else None."""
     stopped: bool = False
 
     async def start(self) -> None:
@@ -155,6 +162,7 @@ class App:
         await self.monitor.publish_all()
         self.monitor.start()
         await self.health.serving()
+        await self.health.state_backend(self.link is None or self.link.up)
         log.info("serving on port %d (%d providers, pid %d)", self.port,
                  len(self.registry.snapshot().providers), os.getpid())
 
@@ -184,6 +192,8 @@ class App:
         if self.spend is not None:
             await self.spend.aclose()
         await self.store.aclose()
+        if self.link is not None:
+            await self.link.aclose()
         log.info("stopped")
 
 
@@ -195,7 +205,9 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     if config.autoregister:
         specs = specs + providers_from_env(env, config.providers)
     routing = with_default_target(config.routing, specs)
-    store = open_state_store(config.state.url, config.state.registry_file)
+    link = await open_link(config, env, metrics)
+    store = open_state_store(config.state.url, config.state.registry_file, link,
+                             config.state.key_prefix)
     registry = Registry(store, routing)
     await registry.load(specs)
     if secrets is not None:
@@ -219,19 +231,21 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                    metrics, env, key_policy, routing.default_completion_tokens,
                    RegisterSafety(egress, auth.register_command_providers,
                                   config.connectors.proxies))
-    cache = _open_cache(config, metrics)
+    cache = _open_cache(config, metrics, link)
     # Without a cache the plain Router serves: the cache costs nothing when it is off.
     router = Router(*router_args) if cache is None else CachingRouter(
         cache, config.cache, *router_args)
     health = HealthReporter()
     await health.starting()
+    if link is not None:
+        link.add_status_listener(health.state_backend)
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
                             res.health_interval_s, res.probe_timeout_s)
 
     client_keys = _api_keys(env, auth.client_keys_env)
     admin_keys = _api_keys(env, auth.admin_keys_env)
     # Tenants: only when configured is the router wrapped (no tenant work per call otherwise).
-    spend = open_spend_store(config.state.url) if config.tenants else None
+    spend = open_spend_store(config, env, link) if config.tenants else None
     tenant_router = None
     if spend is not None:
         tenant_router = TenantRouter(router, registry, {t.name: t for t in config.tenants},
@@ -267,26 +281,47 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
                        config.server.gc_sweep_interval_s),
-               tls, health_server, health_port, cache, spend)
+               tls, health_server, health_port, cache, spend, link)
 
 
-def _open_cache(config: Config, metrics: Metrics) -> CacheBackend | None:
-    """The response cache's backend when `[cache] enabled`, its size and evictions metered."""
+def _open_cache(config: Config, metrics: Metrics, link: RedisLink | None
+                ) -> CacheBackend | None:
+    """The response cache's backend when `[cache] enabled`, its size and evictions metered.
+    A cache on the state store's Redis shares the process's one connection to it."""
     if not config.cache.enabled:
         return None
+    if link is not None and config.cache.url == config.state.url:
+        return RedisCache(link.client, config.cache.key_prefix, owns_client=False)
     backend = open_cache(config.cache, lambda reason: metrics.cache_evictions.labels(reason).inc())
     if isinstance(backend, MemoryCache):
         metrics.cache_bytes.set_function(lambda: backend.size)
     return backend
 
 
-def open_spend_store(url: str) -> SpendStore:
-    """Tenant spend where the state lives: Redis (global) for redis://, else this process
-    (per replica)."""
-    if url.startswith(("redis://", "rediss://")):
-        from provider_router.state.redis_spend import RedisSpendStore  # the redis extra
-        return RedisSpendStore.from_url(url)
-    return MemorySpendStore()
+def open_spend_store(config: Config, env: Mapping[str, str], link: RedisLink | None
+                     ) -> SpendStore:
+    """Tenant spend where the state lives: Redis (global, and tolerant of its outages) for
+    redis://, else this process (per replica)."""
+    state = config.state
+    if link is None:
+        return MemorySpendStore()
+    password = env.get(state.password_env) if state.password_env else None
+    remote = RedisSpendStore.from_url(state.url, state.key_prefix, password)
+    return OutageTolerantSpendStore(remote, link, state.timeout_s)
+
+
+async def open_link(config: Config, env: Mapping[str, str], metrics: Metrics
+                    ) -> RedisLink | None:
+    """The process's connection to Redis when `[state] url` names one (checked once, so an
+    unreachable Redis is logged at start; the service starts anyway, on its config)."""
+    state = config.state
+    if not is_redis_url(state.url):
+        metrics.state_backend_up.set(1.0)
+        return None
+    password = env.get(state.password_env) if state.password_env else None
+    link = RedisLink.from_url(state.url, password, metrics.state_backend_up)
+    await link.check()
+    return link
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

@@ -14,6 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from provider_router.cache.redis import RedisCache
 from provider_router.tenants import hash_key
 from provider_router.v1 import router_pb2 as pb
 from tests.fakes.base import FakeUpstream, Fault, Script
@@ -403,3 +404,17 @@ async def test_an_unreachable_redis_is_a_miss_not_a_failure(
         assert not response.cached and response.message.content == ANSWER
     assert _sample(router, "provider_router_cache_lookups_total", result="error") == 2
     assert _sample(router, "provider_router_cache_skips_total", reason="backend_error") == 2
+
+
+async def test_a_cache_on_the_state_redis_shares_the_process_connection(
+        start_router: StartRouter, fakes: Fakes, redis_server: RedisServer) -> None:
+    fake = await fakes()
+    toml = (config([Upstream("primary", fake=fake)]) + _cache_toml(url=redis_server.url)
+            + f'[state]\nurl = "{redis_server.url}"\n')
+    router = await start_router(toml, env=ENV)
+    link, cache = router.app.link, router.app.cache
+    assert link is not None and isinstance(cache, RedisCache)
+    assert cache.client is link.client
+    await chat(router, chat_request())
+    hit, _ = await chat(router, chat_request())
+    assert hit.cached and len(fake.chat_requests()) == 1
