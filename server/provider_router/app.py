@@ -42,6 +42,9 @@ from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
 from provider_router.state.base import StateStore
 from provider_router.state.memory import open_state_store
+from provider_router.state.redis_link import RedisLink
+from provider_router.state.shared import SharedState
+from provider_router.state.urls import is_redis_url
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
 from provider_router.v1 import router_pb2
@@ -121,11 +124,17 @@ class App:
     monitor: HealthMonitor
     lag_probe: LoopLagProbe
     gc_pacer: GcPacer
+    link: RedisLink | None = None
+    """The process's one connection to Redis ([state] url = redis://...), else None."""
+    shared: SharedState | None = None
+    """Limits, breakers and stats shared with the other replicas (Redis only)."""
     stopped: bool = False
 
     async def start(self) -> None:
         """Start serving and report SERVING."""
         await self.server.start()
+        if self.shared is not None:
+            self.shared.start()
         self.lag_probe.start()
         await self.monitor.publish_all()
         self.monitor.start()
@@ -151,6 +160,10 @@ class App:
         self.gc_pacer.stop()
         await self.pool.aclose()
         await self.store.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
+        if self.link is not None:
+            await self.link.aclose()
         log.info("stopped")
 
 
@@ -162,6 +175,7 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     if config.autoregister:
         specs = specs + providers_from_env(env, config.providers)
     routing = with_default_target(config.routing, specs)
+    link = await open_link(config, env, metrics)
     store = open_state_store(config.state.url, config.state.registry_file)
     registry = Registry(store, routing)
     await registry.load(specs)
@@ -169,7 +183,12 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         secrets.registry = registry
     rng = random.Random()
     res = config.resilience
-    resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng)
+    breakers = ProviderBreakers(res.breaker)
+    shared = None if link is None else SharedState.open(
+        link, breakers, registry.stats, replicas=config.state.replicas,
+        timeout_s=config.state.timeout_s, key_prefix=config.state.key_prefix)
+    resilience = Resilience(breakers, RateLimiter(shared.limits if shared else None), res, rng,
+                            shared.slots if shared else None)
     gate = RouterGate(registry, env, resilience.breakers, resilience.limiter)
     pool = ConnectorPool(config.connectors)
     status = ProviderStatusView(registry, gate, resilience.breakers)
@@ -211,7 +230,21 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
                LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
-                       config.server.gc_sweep_interval_s))
+                       config.server.gc_sweep_interval_s), link, shared)
+
+
+async def open_link(config: Config, env: Mapping[str, str], metrics: Metrics
+                    ) -> RedisLink | None:
+    """The process's connection to Redis when `[state] url` names one (checked once, so an
+    unreachable Redis is logged at start; the service starts anyway, on its config)."""
+    state = config.state
+    if not is_redis_url(state.url):
+        metrics.state_backend_up.set(1.0)
+        return None
+    password = env.get(state.password_env) if state.password_env else None
+    link = RedisLink.from_url(state.url, password, metrics.state_backend_up)
+    await link.check()
+    return link
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,
