@@ -9,6 +9,8 @@ credit moves it back (a debt forward), kept so the level stays in [-C, C]. One k
 bucket, one script for every charge of a call (RPM and TPM together, all or nothing), and
 the clock is Redis's own `TIME`, so replicas whose clocks disagree still share one timeline.
 Keys expire once their bucket would be full again, so idle providers leave nothing behind.
+The script is the `T` and `C` operations of redis_batch.py: the admissions of one event-loop
+turn share one round trip, each still decided atomically.
 
 The hot path never waits for Redis longer than the link's budget (`[state] timeout`, 5 ms
 by default). On a timeout or error the link is marked down and the call is admitted by a
@@ -19,63 +21,14 @@ last denial Redis gave, or from the local share while Redis is down.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import redis.asyncio as redis
 
 from provider_router.resilience.ratelimit import Charge, MemoryBucketStore
-from provider_router.state.redis_link import RedisLink
-
-# KEYS: one per bucket. ARGV: per bucket, its emission interval T (s per unit), burst
-# tolerance tau (s) and cost (units). Returns "0" when every charge was taken, else the
-# seconds until all would fit, as text (Redis would truncate a Lua number to an integer).
-_TAKE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local wait = 0
-local tats = {}
-for i, key in ipairs(KEYS) do
-  local t = tonumber(ARGV[3 * i - 2])
-  local tau = tonumber(ARGV[3 * i - 1])
-  local cost = tonumber(ARGV[3 * i])
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + cost * t
-  local over = new_tat - tau - now
-  if over > wait then wait = over end
-  tats[i] = new_tat
-end
-if wait > 0 then return tostring(wait) end
-for i, key in ipairs(KEYS) do
-  local ttl = math.ceil((tats[i] - now) * 1000) + 1000
-  redis.call('SET', key, tostring(tats[i]), 'PX', ttl)
-end
-return '0'
-"""
-
-# KEYS[1]: the bucket. ARGV: T, tau, cost to give back (negative: a debt).
-_CREDIT = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local t = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-tat = tat - tonumber(ARGV[3]) * t
-if tat < now then tat = now end
-if tat > now + 2 * tau then tat = now + 2 * tau end
-if tat <= now then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
-end
-return 1
-"""
+from provider_router.state.redis_batch import AdmissionBatch, key_ref
 
 _FAILURES = (redis.RedisError, OSError, TimeoutError)
-"""What a Redis call can end with that means "Redis is not answering": fall back."""
-
 
 class LocalShare:
     """This replica's share of every limit (limit / replicas), used while Redis is down."""
@@ -111,36 +64,25 @@ def _shape(charge: Charge) -> tuple[float, float]:
 class RedisBucketStore:
     """The `BucketStore` of every replica sharing one Redis: global RPM/TPM buckets."""
 
-    def __init__(self, link: RedisLink, replicas: int, timeout_s: float,
-                 key_prefix: str) -> None:
-        self._link = link
-        self._timeout_s = timeout_s
+    def __init__(self, batch: AdmissionBatch, replicas: int, key_prefix: str) -> None:
+        self._batch = batch
+        self._link = batch.link
         self._prefix = f"{key_prefix}rl:"
-        self._take = link.client.register_script(_TAKE)
-        self._credit = link.client.register_script(_CREDIT)
         self.local = LocalShare(replicas)
         # keys -> local monotonic time before which Redis said the call would not fit.
         self._denied_until: dict[tuple[str, ...], float] = {}
 
-    def _keys(self, charges: Sequence[Charge]) -> list[str]:
-        return [self._prefix + charge.key for charge in charges]
-
     async def take(self, charges: Sequence[Charge], now: float) -> float:
         """Take every charge or none, globally: 0.0 when taken, else seconds to wait."""
-        link = self._link
-        if not link.up:
+        if not self._link.up:
             return self.local.take(charges, now)
-        args: list[float] = []
-        for charge in charges:
-            args.extend(_shape(charge))
-            args.append(charge.cost)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await self._take(keys=self._keys(charges), args=args)
-        except _FAILURES as error:
-            link.failed(error)
+        words: list[str | float | int] = ["T", len(charges)]
+        for n, charge in enumerate(charges):
+            words += [key_ref(n), *_shape(charge), charge.cost]
+        answer = await self._batch.submit(words, [self._prefix + c.key for c in charges])
+        if answer is None:
             return self.local.take(charges, now)
-        wait = float(raw)
+        wait = float(answer)
         if wait > 0.0:
             self._denied_until[tuple(c.key for c in charges)] = now + wait
         return wait
@@ -154,18 +96,12 @@ class RedisBucketStore:
 
     async def credit(self, charge: Charge, now: float) -> None:
         """Give back `charge.cost` (negative: a debt) on the global bucket."""
-        if not self._link.up:
-            self.local.store.credit_now(self.local.scaled(charge), now)
-            return
-        interval, tau = _shape(charge)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._credit(keys=self._keys((charge,)),
-                                   args=[interval, tau, charge.cost])
-        except _FAILURES as error:
-            link = self._link
-            link.failed(error)
-            self.local.store.credit_now(self.local.scaled(charge), now)
+        if self._link.up:
+            answer = await self._batch.submit(["C", key_ref(0), *_shape(charge), charge.cost],
+                                              [self._prefix + charge.key])
+            if answer is not None:
+                return
+        self.local.store.credit_now(self.local.scaled(charge), now)
 
     async def forget(self, keys: Sequence[str]) -> None:
         """Drop buckets (their provider was unregistered) here and, when reachable, in Redis."""

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.routing.stats import StatsBook
 from provider_router.state.breaker_sync import SharedBreakers
-from provider_router.state.redis_concurrency import RedisSlots
+from provider_router.state.redis_batch import AdmissionBatch
+from provider_router.state.redis_concurrency import ALIVE_KEY, RedisSlots
 from provider_router.state.redis_limits import RedisBucketStore
 from provider_router.state.redis_link import RedisLink
 from provider_router.state.stats_sync import SharedStats
+
+
+LEASE_S = 5.0
+"""A replica silent this long (no admission, no heartbeat) loses its concurrency slots."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +39,10 @@ class SharedState:
              replicas: int, timeout_s: float, key_prefix: str) -> SharedState:
         """Build every part on `link` (nothing runs until `start`)."""
         me = uuid.uuid4().hex
+        batch = AdmissionBatch(link, timeout_s, me, key_prefix + ALIVE_KEY, LEASE_S)
         return cls(
-            limits=RedisBucketStore(link, replicas, timeout_s, key_prefix),
-            slots=RedisSlots(link, replicas, timeout_s, key_prefix, replica_id=me),
+            limits=RedisBucketStore(batch, replicas, key_prefix),
+            slots=RedisSlots(batch, replicas, key_prefix, me, lease_s=LEASE_S),
             breakers=SharedBreakers(link, breakers, key_prefix, replica_id=me),
             stats=SharedStats(link, stats, key_prefix, replica_id=me))
 

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from provider_router.state.redis_concurrency import RedisSlots
+from provider_router.state.redis_batch import AdmissionBatch
+from provider_router.state.redis_concurrency import ALIVE_KEY, RedisSlots
 from provider_router.state.redis_link import RedisLink
 from tests.redis.server import RedisServer
 
@@ -21,8 +22,10 @@ async def links(redis_server: RedisServer) -> AsyncIterator[list[RedisLink]]:
         await link.aclose()
 
 
-def slots(link: RedisLink, lease_s: float = 5.0) -> RedisSlots:
-    return RedisSlots(link, 3, 1.0, "t:", lease_s=lease_s)
+def slots(link: RedisLink, lease_s: float = 5.0, name: str = "") -> RedisSlots:
+    me = name or f"replica-{id(link)}"
+    batch = AdmissionBatch(link, 1.0, me, f"t:{ALIVE_KEY}", lease_s)
+    return RedisSlots(batch, 3, "t:", me, lease_s=lease_s)
 
 
 async def settle() -> None:
@@ -73,7 +76,7 @@ async def test_a_flush_corrects_a_count_redis_lost(links: list[RedisLink]) -> No
 async def test_redis_down_admits_against_the_local_share(
         own_redis_server: RedisServer) -> None:
     link = RedisLink.from_url(own_redis_server.url, None, watch_interval_s=0.05)
-    a = RedisSlots(link, 3, 1.0, "t:", replica_id="replica-a")
+    a = slots(link, name="replica-a")
     try:
         own_redis_server.kill()
         taken = [await a.enter("p", 7) for _ in range(4)]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from provider_router.resilience.ratelimit import Charge
+from provider_router.state.redis_batch import AdmissionBatch
 from provider_router.state.redis_limits import LocalShare, RedisBucketStore
 from provider_router.state.redis_link import RedisLink
 from tests.redis.server import RedisServer
@@ -34,8 +35,22 @@ async def links(redis_server: RedisServer) -> AsyncIterator[list[RedisLink]]:
         await link.aclose()
 
 
+def store_on(link: RedisLink, replicas: int, timeout_s: float = 1.0) -> RedisBucketStore:
+    batch = AdmissionBatch(link, timeout_s, "replica", f"{PREFIX}alive", 5.0)
+    return RedisBucketStore(batch, replicas, PREFIX)
+
+
 def stores(links: list[RedisLink], timeout_s: float = 1.0) -> list[RedisBucketStore]:
-    return [RedisBucketStore(link, len(links), timeout_s, PREFIX) for link in links]
+    return [store_on(link, len(links), timeout_s) for link in links]
+
+
+async def test_admissions_of_one_turn_share_a_batch_and_stay_exact(
+        links: list[RedisLink]) -> None:
+    store = stores(links)[0]
+    # 50 admissions in one turn of the loop: one script call, each decided on its own.
+    waits = await asyncio.gather(*(store.take([rpm(20)], now=0.0) for _ in range(50)))
+    assert sum(w == 0.0 for w in waits) == 20
+    assert all(w > 0.0 for w in waits[20:])  # queue order: the first 20 got in
 
 
 async def test_three_replicas_share_one_bucket(links: list[RedisLink]) -> None:
@@ -102,7 +117,7 @@ def test_local_share_is_limit_over_replicas() -> None:
 async def test_redis_down_falls_back_to_the_local_share_and_comes_back(
         own_redis_server: RedisServer) -> None:
     link = RedisLink.from_url(own_redis_server.url, None, watch_interval_s=0.05)
-    store = RedisBucketStore(link, 3, 1.0, PREFIX)
+    store = store_on(link, 3)
     try:
         assert await store.take([rpm(60)], now=0.0) == 0.0
         own_redis_server.kill()
@@ -127,7 +142,7 @@ async def test_redis_down_falls_back_to_the_local_share_and_comes_back(
 async def test_a_slow_redis_costs_at_most_the_budget(own_redis_server: RedisServer) -> None:
     link = RedisLink.from_url(own_redis_server.url, None, watch_interval_s=0.05)
     pauser = RedisLink.from_url(own_redis_server.url, None)
-    store = RedisBucketStore(link, 2, 0.05, PREFIX)
+    store = store_on(link, 2, 0.05)
     try:
         await link.client.ping()
         # Redis stops answering every client for 2 s (a stall, not a crash).
