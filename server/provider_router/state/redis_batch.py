@@ -1,21 +1,26 @@
-"""Admission operations of one event-loop turn, sent to Redis as one Lua script call.
+"""Admission operations sent to Redis in batches, one Lua script call per batch.
 
-Under load many calls are admitted in the same turn of the event loop. Each would cost a
-round trip and redis-py's per-command work (packing, a pooled connection, parsing), which
-measured more than the whole rest of a request. So the global limits queue their operations
-here: the first operation of a turn starts a task that runs on the next turn and sends every
-queued operation in one EVALSHA. Redis runs a script atomically, so each operation is still
-decided atomically against the global counters, in queue order; only the round trip is
-shared. Operations:
+Each admission on its own would cost a round trip, a system call each way and redis-py's
+per-command work, which measured more than the rest of a request on the Redis path. So the
+global limits queue their operations here, and one sender task keeps at most one batch in
+flight: what was queued while a batch was out goes in the next one. Batches grow with the
+load (one round trip for many admissions) and an idle router waits for nothing. Redis runs
+a script atomically, so every operation is still decided atomically against the global
+counters, in queue order; only the round trip is shared. Operations:
 
 - `T` take: every charge of a call or none (GCRA, see redis_limits.py); answers the wait.
 - `C` credit: give back (or charge a debt to) one GCRA bucket.
 - `E` enter: take a concurrency slot (see redis_concurrency.py); answers 1 or 0.
 - `L` leave: give back concurrency slots.
 
-The batch is bounded by the link's budget (`[state] timeout`): when Redis does not answer in
-time, or fails, the link is marked down and every operation of the batch answers None, which
-callers treat as "decide locally". Keys travel in KEYS, deduplicated, referenced by index.
+Every operation is answered within the link's budget (`[state] timeout`) of being queued:
+when Redis has not answered by then every operation of the batch answers None, which callers treat as "decide locally".
+The call itself is not cancelled (redis-py would drop the connection): it finishes in the
+background. A call that fails, at once or late (the link's own socket timeout is 1 s), marks
+the link down, and everything is decided locally until Redis answers again. A batch that is
+merely late does not: on a busy event loop the budget is mostly spent waiting for the loop,
+not for Redis, and going down on each would flap. Keys travel in KEYS, deduplicated,
+referenced by index.
 """
 
 from __future__ import annotations
@@ -156,6 +161,7 @@ class AdmissionBatch:
         self._script = link.client.register_script(_SCRIPT)
         self._queue: list[_Op] = []
         self._sender: asyncio.Task[None] | None = None
+        self._since = 0.0
 
     @property
     def link(self) -> RedisLink:
@@ -168,15 +174,29 @@ class AdmissionBatch:
         future answers once the batch ran (None: Redis did not answer in time)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Answer] = loop.create_future()
+        if not self._queue:
+            self._since = loop.time()  # the budget runs from the oldest waiting operation
         self._queue.append(_Op(words, keys, future))
         if self._sender is None:
             self._sender = loop.create_task(self._send())
         return future
 
     async def _send(self) -> None:
-        # Started by the turn's first operation; by the time it runs, the turn is over and
-        # every operation of the turn is queued.
-        ops, self._queue, self._sender = self._queue, [], None
+        # One batch in flight at a time: operations queued meanwhile go out together when it
+        # returns, so batches grow with the load (one round trip for many admissions) and
+        # an idle router adds no wait at all.
+        try:
+            while self._queue:
+                ops, self._queue = self._queue, []
+                await self._run(ops, self._since + self._timeout_s)
+        finally:
+            self._sender = None
+            for op in self._queue:  # only left when cancelled (shutdown)
+                op.future.set_result(None)
+            self._queue = []
+
+    async def _run(self, ops: list[_Op], deadline: float) -> None:
+        """Send one batch; answer every operation by `deadline` (loop time)."""
         keys: list[str] = [self._alive_key]
         index: dict[str, int] = {self._alive_key: 1}
         args: list[str | float | int] = [*self._head, len(ops)]
@@ -190,9 +210,16 @@ class AdmissionBatch:
                 positions.append(position)
             args += [positions[w] if isinstance(w, _KeyRef) else w for w in op.words]
         answers: list[Answer] = [None] * len(ops)
+        call = asyncio.ensure_future(self._script(keys=keys, args=args))
         try:
-            async with asyncio.timeout(self._timeout_s):
-                answers = await self._script(keys=keys, args=args)
+            async with asyncio.timeout_at(deadline):
+                # Shielded: a late answer must not cancel the command, which would make
+                # redis-py drop the connection (and a busy loop would then reconnect often).
+                answers = await asyncio.shield(call)
+        except TimeoutError:
+            # Over budget: this batch is decided locally; the call finishes in the
+            # background, and marks the link down only if it fails.
+            call.add_done_callback(self._late)
         except _FAILURES as error:
             self._link.failed(error)
         finally:
@@ -200,6 +227,13 @@ class AdmissionBatch:
             for op, answer in zip(ops, answers, strict=True):
                 if not op.future.done():
                     op.future.set_result(answer)
+
+    def _late(self, call: asyncio.Future[list[Answer]]) -> None:
+        if call.cancelled():
+            return
+        error = call.exception()
+        if error is not None:
+            self._link.failed(error)
 
 
 class _KeyRef(int):
