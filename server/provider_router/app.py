@@ -41,7 +41,7 @@ from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
 from provider_router.state.base import StateStore
-from provider_router.state.memory import open_state_store
+from provider_router.state.factory import open_state_store
 from provider_router.state.redis_link import RedisLink
 from provider_router.state.shared import SharedState
 from provider_router.state.urls import is_redis_url
@@ -139,6 +139,7 @@ class App:
         await self.monitor.publish_all()
         self.monitor.start()
         await self.health.serving()
+        await self.health.state_backend(self.link is None or self.link.up)
         log.info("serving on port %d (%d providers, pid %d)", self.port,
                  len(self.registry.snapshot().providers), os.getpid())
 
@@ -176,7 +177,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         specs = specs + providers_from_env(env, config.providers)
     routing = with_default_target(config.routing, specs)
     link = await open_link(config, env, metrics)
-    store = open_state_store(config.state.url, config.state.registry_file)
+    store = open_state_store(config.state.url, config.state.registry_file, link,
+                             config.state.key_prefix)
     registry = Registry(store, routing)
     await registry.load(specs)
     if secrets is not None:
@@ -198,6 +200,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                     metrics, env, key_policy, routing.default_completion_tokens)
     health = HealthReporter()
     await health.starting()
+    if link is not None:
+        link.add_status_listener(health.state_backend)
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
                             res.health_interval_s, res.probe_timeout_s)
 

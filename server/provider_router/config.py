@@ -218,7 +218,8 @@ def _state(t: Table, env: Mapping[str, str]) -> StateSettings:
     if is_redis_url(url):
         check_redis_url(url, "state.url")
     elif not url.startswith("memory://"):
-        raise ConfigError("state.url", redacted(url), "a memory:// or redis:// (rediss:// for TLS) URI")
+        raise ConfigError("state.url", redacted(url),
+                          "a memory:// or redis:// (rediss:// for TLS) URI")
     file_value = text(t, "registry_file", DEFAULT_REGISTRY_FILE)
     registry_file = None if file_value in ("", "none") else Path(file_value).expanduser()
     password_env = text(t, "password_env", d.password_env)

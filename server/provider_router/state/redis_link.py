@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Protocol
 
 import redis.asyncio as redis
@@ -40,6 +40,9 @@ WATCH_INTERVAL_S = 0.5
 
 ReconnectListener = Callable[[], Awaitable[None]]
 """Runs after the link comes back from an outage, to resync what was missed."""
+
+StatusListener = Callable[[bool], Awaitable[None]]
+"""Told each time the link goes down (False) or comes back up (True), e.g. the health service."""
 
 
 class UpGauge(Protocol):
@@ -66,6 +69,7 @@ class RedisLink:
         self._gauge = gauge
         self._watch_interval_s = watch_interval_s
         self._listeners: list[ReconnectListener] = []
+        self._status_listeners: list[StatusListener] = []
         self._watcher: asyncio.Task[None] | None = None
         self._resyncs: set[asyncio.Task[None]] = set()
         self._back = asyncio.Event()
@@ -98,6 +102,10 @@ class RedisLink:
         """Run `callback()` each time the link comes back after an outage."""
         self._listeners.append(callback)
 
+    def add_status_listener(self, callback: StatusListener) -> None:
+        """Run `callback(up)` each time the link goes down or comes back."""
+        self._status_listeners.append(callback)
+
     def failed(self, error: BaseException) -> None:
         """A command failed: mark the link down (logged once per outage) and start watching."""
         if not self.up or self._closed:
@@ -111,6 +119,7 @@ class RedisLink:
                     "state until it is back", self.name, self.last_error)
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._spawn(self._tell(False))
 
     def succeeded(self) -> None:
         """A command worked: if the link was down, it is up again (and resyncs)."""
@@ -122,9 +131,25 @@ class RedisLink:
         if self._gauge is not None:
             self._gauge.set(1.0)
         log.warning("state backend %s is reachable again: resyncing", self.name)
-        task = asyncio.get_running_loop().create_task(self._resync())
+        self._spawn(self._resync())
+        self._spawn(self._tell(True))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._resyncs.add(task)
         task.add_done_callback(self._resyncs.discard)
+
+    async def _tell(self, up: bool) -> None:
+        for listener in list(self._status_listeners):
+            try:
+                await listener(up)
+            except Exception:
+                log.exception("state backend status listener %r failed", listener)
+
+    @property
+    def closed(self) -> bool:
+        """Whether aclose() was called (users stop their background work)."""
+        return self._closed
 
     async def wait_up(self) -> None:
         """Return once the link is up (at once when it is)."""

@@ -20,7 +20,6 @@ from provider_router.state.redis_limits import RedisBucketStore
 from provider_router.state.redis_link import RedisLink
 from provider_router.state.stats_sync import SharedStats
 
-
 LEASE_S = 5.0
 """A replica silent this long (no admission, no heartbeat) loses its concurrency slots."""
 
