@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -201,8 +201,9 @@ class SharedSlots(Protocol):
     """Concurrency slots counted over every replica (`max_concurrent` as a global limit);
     state/redis_concurrency.py implements it on Redis."""
 
-    async def enter(self, provider: str, limit: int) -> bool:
-        """Take a slot unless `limit` are taken across all replicas."""
+    def enter(self, provider: str, limit: int) -> Awaitable[bool]:
+        """Take a slot unless `limit` are taken across all replicas. The request is queued
+        at once (so it can share a round trip with a rate-limit take); await the answer."""
         ...
 
     def leave(self, provider: str) -> None:

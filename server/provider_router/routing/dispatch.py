@@ -197,16 +197,35 @@ class Dispatcher:
                         ) -> bool:
         """Rate-limit capacity, then a concurrency slot, for one attempt: every retry is a
         request the provider sees, so each one takes its own token."""
+        slots = self._r.slots
+        if slots is not None and spec.max_concurrent:
+            return await self._admitted_shared(spec, target, chain, slots)
         if not await self.admit(spec, target, chain):
             return False
         # No await between this check and the in-flight increment: the slot is ours.
         if self._concurrency_ok(spec, target, chain):
-            slots = self._r.slots
-            if slots is None or not spec.max_concurrent or await slots.enter(
-                    spec.name, spec.max_concurrent):
-                return True
-            self._record(chain, _skip(target, "CONCURRENCY_LIMIT", "global limit"))
+            return True
         await self._released(spec, chain)
+        return False
+
+    async def _admitted_shared(self, spec: d.ProviderSpec, target: d.RouteTarget,
+                               chain: Chain, slots: SharedSlots) -> bool:
+        """`_admitted` against max_concurrent over every replica: the slot is asked for
+        first, so it shares one round trip to the state backend with the rate-limit take."""
+        entering = slots.enter(spec.name, spec.max_concurrent)
+        try:
+            admitted = await self.admit(spec, target, chain)
+        except BaseException:
+            if await entering:  # answered within the state backend's budget
+                slots.leave(spec.name)
+            raise
+        if await entering:
+            if admitted:
+                return True
+            slots.leave(spec.name)
+        elif admitted:
+            self._record(chain, _skip(target, "CONCURRENCY_LIMIT", "global limit"))
+            await self._released(spec, chain)
         return False
 
     def stops_chain(self, error: ProviderError) -> bool:

@@ -14,7 +14,8 @@ counters, in queue order; only the round trip is shared. Operations:
 - `L` leave: give back concurrency slots.
 
 Every operation is answered within the link's budget (`[state] timeout`) of being queued:
-when Redis has not answered by then every operation of the batch answers None, which callers treat as "decide locally".
+when Redis has not answered by then every operation of the batch answers None, which
+callers treat as "decide locally".
 The call itself is not cancelled (redis-py would drop the connection): it finishes in the
 background. A call that fails, at once or late (the link's own socket timeout is 1 s), marks
 the link down, and everything is decided locally until Redis answers again. A batch that is
@@ -48,7 +49,9 @@ local function take(n)
   for c = 0, n - 1 do
     local at = i + 4 * c
     local key = KEYS[tonumber(ARGV[at])]
-    local interval, tau, cost = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    local interval = tonumber(ARGV[at + 1])
+    local tau = tonumber(ARGV[at + 2])
+    local cost = tonumber(ARGV[at + 3])
     local tat = tonumber(redis.call('GET', key) or '0')
     if tat < now then tat = now end
     local new_tat = tat + cost * interval
@@ -60,7 +63,8 @@ local function take(n)
   if wait > 0 then return tostring(wait) end
   for c = 0, n - 1 do
     local key = KEYS[tonumber(ARGV[i + 4 * c])]
-    redis.call('SET', key, string.format('%.17g', tats[c]), 'PX', math.ceil((tats[c] - now) * 1000) + 1000)
+    local ttl = math.ceil((tats[c] - now) * 1000) + 1000
+    redis.call('SET', key, string.format('%.17g', tats[c]), 'PX', ttl)
   end
   return '0'
 end
@@ -74,7 +78,8 @@ local function credit(key, interval, tau, cost)
   if tat <= now then
     redis.call('DEL', key)
   else
-    redis.call('SET', key, string.format('%.17g', tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+    local ttl = math.ceil((tat - now) * 1000) + 1000
+    redis.call('SET', key, string.format('%.17g', tat), 'PX', ttl)
   end
   return 1
 end
@@ -137,6 +142,10 @@ Answer = bytes | int | None
 """An operation's answer: text for takes, 1/0 for the rest; None when decided locally."""
 
 
+LINGER_S = 0.002
+"""Shortest time between two batches while there is load (at most 40% of the budget)."""
+
+
 class _Op:
     """One queued operation: its words (key names in place of indexes) and its future."""
 
@@ -162,6 +171,8 @@ class AdmissionBatch:
         self._queue: list[_Op] = []
         self._sender: asyncio.Task[None] | None = None
         self._since = 0.0
+        # At most one batch per linger_s while busy; well within the budget.
+        self._linger_s = min(LINGER_S, timeout_s * 0.4)
 
     @property
     def link(self) -> RedisLink:
@@ -185,10 +196,17 @@ class AdmissionBatch:
         # One batch in flight at a time: operations queued meanwhile go out together when it
         # returns, so batches grow with the load (one round trip for many admissions) and
         # an idle router adds no wait at all.
+        loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 ops, self._queue = self._queue, []
+                sent_at = loop.time()
                 await self._run(ops, self._since + self._timeout_s)
+                # Under load, linger so the next batch gathers more than one call's worth;
+                # an idle router never waits (the queue is empty, the loop ends).
+                pause = sent_at + self._linger_s - loop.time()
+                if self._queue and pause > 0.0:
+                    await asyncio.sleep(pause)
         finally:
             self._sender = None
             for op in self._queue:  # only left when cancelled (shutdown)

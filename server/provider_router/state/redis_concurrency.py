@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
+from collections.abc import Awaitable
 
 import redis.asyncio as redis
 
-from provider_router.state.redis_batch import AdmissionBatch, key_ref
+from provider_router.state.redis_batch import AdmissionBatch, Answer, key_ref
 
 # KEYS[1]: the liveness set, then one hash per provider. ARGV: me, lease, then one count per
 # hash. Marks us alive, forgets replicas long gone, and writes our absolute counts.
@@ -67,18 +68,21 @@ class RedisSlots:
         """Slots this replica holds for `provider`."""
         return self._held[provider]
 
-    async def enter(self, provider: str, limit: int) -> bool:
+    def enter(self, provider: str, limit: int) -> Awaitable[bool]:
         """Take a slot unless `limit` are taken across all replicas (or, with Redis down or
-        slow, unless this replica holds its share)."""
+        slow, unless this replica holds its share). Queued at once, answered when awaited."""
+        answer = None
         if self._link.up:
-            answer = await self._batch.submit(["E", key_ref(0), limit],
-                                              [self._prefix + provider])
-            if answer is not None:
-                if not answer:
-                    return False
-                self._held[provider] += 1
-                return True
-        if self._held[provider] >= math.ceil(limit / self._replicas):
+            answer = self._batch.submit(["E", key_ref(0), limit], [self._prefix + provider])
+        return self._entered(provider, limit, answer)
+
+    async def _entered(self, provider: str, limit: int,
+                       pending: asyncio.Future[Answer] | None) -> bool:
+        answer = None if pending is None else await pending
+        if answer is not None:
+            if not answer:
+                return False
+        elif self._held[provider] >= math.ceil(limit / self._replicas):
             return False
         self._held[provider] += 1
         return True
