@@ -76,6 +76,13 @@ kind = "openai_compatible"
 base_url = "{limited}"
 models = ["lim"]
 rate_limit_rpm = {rpm}
+
+[[providers]]
+name = "narrow"
+kind = "openai_compatible"
+base_url = "{narrow}"
+models = ["nar"]
+max_concurrent = 2
 """
 
 
@@ -97,6 +104,7 @@ class Cluster:
     flaky: OpenAIFake
     steady: OpenAIFake
     limited: OpenAIFake
+    narrow: OpenAIFake
 
 
 def chat(model: str) -> pb.ChatRequest:
@@ -116,9 +124,9 @@ async def _start(tmp_path: Path, index: int, redis: RedisServer,
                  fakes: tuple[OpenAIFake, ...]) -> Replica:
     port = free_port()
     config = tmp_path / f"router-{index}.toml"
-    flaky, steady, limited = (fake.base_url for fake in fakes)
+    flaky, steady, limited, narrow = (fake.base_url for fake in fakes)
     config.write_text(CONFIG.format(port=port, redis=redis.url, rpm=RPM, flaky=flaky,
-                                    steady=steady, limited=limited,
+                                    steady=steady, limited=limited, narrow=narrow,
                                     registry=tmp_path / f"registry-{index}.json"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVIDER_ROUTER_")}
     process = await asyncio.create_subprocess_exec(
@@ -132,8 +140,7 @@ async def _start(tmp_path: Path, index: int, redis: RedisServer,
 
 @pytest.fixture
 async def cluster(tmp_path: Path, own_redis_server: RedisServer) -> AsyncIterator[Cluster]:
-    fakes = (await OpenAIFake().start(), await OpenAIFake().start(),
-             await OpenAIFake().start())
+    fakes = tuple([await OpenAIFake().start() for _ in range(4)])
     replicas: list[Replica] = []
     try:
         for index in range(3):
@@ -214,6 +221,21 @@ async def test_global_rpm_holds_within_five_percent(cluster: Cluster) -> None:
     assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED"}, outcomes
     assert len(cluster.limited.chat_requests()) == admitted
     assert RPM <= admitted <= allowed * 1.05, (admitted, allowed)
+
+
+async def test_max_concurrent_counts_calls_on_every_replica(cluster: Cluster) -> None:
+    # Every call is held for 3 s upstream, so the first two hold both global slots while
+    # the other four arrive (two per replica: each replica alone would admit them).
+    cluster.narrow.fail(Fault(headers_delay=3.0, times=10))
+    outcomes: list[str] = []
+    await asyncio.gather(*(_drive(replica, "narrow/nar", 1, outcomes)
+                           for replica in cluster.replicas for _ in range(2)))
+    assert sorted(outcomes).count("OK") == 2, outcomes
+    assert len(cluster.narrow.chat_requests()) == 2
+    # The slots come back when the calls end: the next call gets one.
+    cluster.narrow.recover()
+    await _drive(cluster.replicas[2], "narrow/nar", 1, outcomes)
+    assert outcomes[-1] == "OK"
 
 
 async def test_redis_killed_mid_load_fails_nothing_and_resyncs(cluster: Cluster) -> None:
