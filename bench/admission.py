@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provider_router.resilience.ratelimit import Charge
+from provider_router.state.redis_batch import AdmissionBatch
 from provider_router.state.redis_limits import RedisBucketStore
 from provider_router.state.redis_link import RedisLink
 from tests.redis.server import RedisServer
@@ -80,8 +81,9 @@ async def measure(url: str, limit: int, replicas: int, offered: int, seconds: fl
                   timeout_s: float, prefix: str) -> Row:
     """Drive `replicas` stores at `offered` x `limit` per minute in total."""
     links = [RedisLink.from_url(url, None) for _ in range(replicas)]
-    members = [_Replica(RedisBucketStore(link, replicas, timeout_s, prefix), link)
-               for link in links]
+    members = [_Replica(RedisBucketStore(
+        AdmissionBatch(link, timeout_s, f"replica-{n}", f"{prefix}alive", 5.0), replicas, prefix),
+        link) for n, link in enumerate(links)]
     charge = Charge("bench/rpm", float(limit), limit / 60.0, 1.0)
     per_replica = limit / 60.0 * offered / replicas
     start = time.monotonic() + 0.2
