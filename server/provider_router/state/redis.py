@@ -26,6 +26,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import orjson
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from provider_router.domain import JsonValue, ProviderSpec
@@ -80,6 +81,7 @@ class RedisStateStore:
         # the caller has been told anything, so the first subscription reports nothing old.
         self._known: dict[str, ProviderSpec] | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._stopping = False
         self._live = asyncio.Event()
 
     async def load_providers(self) -> tuple[ProviderSpec, ...]:
@@ -136,6 +138,9 @@ class RedisStateStore:
         """Stop following the feed (the link, shared with others, is closed by its owner;
         a follower also stops by itself once the link is closed)."""
         self._callbacks.clear()
+        # The flag as well as the cancel: should a library call swallow the cancellation, the
+        # follower still stops within POLL_S instead of keeping aclose() waiting.
+        self._stopping = True
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -185,14 +190,14 @@ class RedisStateStore:
     # --- the follower -----------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        while not self._link.closed:
+        while self._following():
             if not self._link.up:
                 self._live.set()  # nobody waits for a feed that is down
             await self._link.wait_up()
             try:
                 await self._listen()
             except (RedisError, OSError, StateUnavailableError) as error:
-                if self._link.closed:
+                if not self._following():
                     break
                 self._live.set()  # nobody waits for a feed that is down
                 if not isinstance(error, StateUnavailableError):  # that one reported it
@@ -200,15 +205,26 @@ class RedisStateStore:
                 await asyncio.sleep(RETRY_S)
 
     async def _listen(self) -> None:
-        async with self._link.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+        async with self._link.client.pubsub() as pubsub:
             await pubsub.subscribe(self._channel)
+            await self._confirmed(pubsub)
             # Subscribed first, then read: a change lands in the hash read or in the feed.
             await self._resync()
             self._live.set()
-            while not self._link.closed:
+            while self._following():
                 message = await pubsub.get_message(timeout=POLL_S)
                 if message is not None and message.get("type") == "message":
                     self._on_message(message["data"])
+
+    async def _confirmed(self, pubsub: PubSub) -> None:
+        # SUBSCRIBE is only sent; until Redis confirms it, a change may be published unheard.
+        while self._following():
+            message = await pubsub.get_message(timeout=POLL_S)
+            if message is not None and message.get("type") == "subscribe":
+                return
+
+    def _following(self) -> bool:
+        return not (self._stopping or self._link.closed)
 
     async def _resync(self) -> None:
         current = await self._read_all(strict=False)
@@ -229,6 +245,8 @@ class RedisStateStore:
         except (ValueError, KeyError, TypeError, CodecError) as exc:
             log.error("ignoring a malformed change on %s: %s", self._channel, exc)
             return
+        if self._known is not None and self._known.get(name) == spec:
+            return  # the resync read already reported it (published between SUBSCRIBE and read)
         self._remember(name, spec)
         self._emit(ProviderChange(name, spec))
 

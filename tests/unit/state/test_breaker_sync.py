@@ -67,7 +67,7 @@ async def test_opened_on_one_replica_is_open_on_all(replicas: list[Replica]) -> 
     with pytest.raises(BreakerOpenError), b.breakers.guard("p", "m"):
         pass
     # Adopted for (about) the time the opener has left, not a fresh reset timeout.
-    assert 0.0 < b.breakers.open_for("p", "") <= RESET_S
+    assert 0.0 < b.breakers.open_for("p", "m") <= RESET_S
 
 
 async def test_one_replica_at_a_time_sends_the_trial(replicas: list[Replica]) -> None:
@@ -85,7 +85,7 @@ async def test_one_replica_at_a_time_sends_the_trial(replicas: list[Replica]) ->
     winner.succeed()
     assert winner.breakers.state("p") is BreakerState.CLOSED
     await eventually(lambda: all(r.breakers.state("p") is BreakerState.CLOSED for r in replicas))
-    assert await a.link.client.exists("t:breaker-trial:p\x1f") == 0
+    assert await a.link.client.exists("t:breaker-trial:p\x1fm") == 0
 
 
 async def test_a_failed_trial_opens_every_replica_again(replicas: list[Replica]) -> None:
@@ -98,7 +98,7 @@ async def test_a_failed_trial_opens_every_replica_again(replicas: list[Replica])
     winner = next(r for r in replicas if r.breakers.allows("p", "m"))
     winner.fail()  # the trial fails: open again, with a fresh reset timeout
     others = [r for r in replicas if r is not winner]
-    await eventually(lambda: all(r.breakers.open_for("p", "") > 0.0 for r in others))
+    await eventually(lambda: all(r.breakers.open_for("p", "m") > 0.0 for r in others))
     assert all(not r.breakers.allows("p", "m") for r in replicas)
 
 

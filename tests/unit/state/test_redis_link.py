@@ -133,8 +133,16 @@ async def test_password_reaches_redis_and_never_the_log(
     assert await right.check()
     await right.client.set("k", "v")
     assert await right.client.get("k") == b"v"
+    # An ACL user: the name in the URL, the password from the variable.
+    await right.client.acl_setuser("router", enabled=True, passwords=["+user-pa55"],
+                                   keys=["*"], channels=["*"], commands=["+@all"])
     await right.aclose()
-    assert secret not in caplog.text
+    user_url = own_redis_server.url.replace("redis://", "redis://router@")
+    as_user = RedisLink.from_url(user_url, "user-pa55")
+    assert await as_user.check()
+    assert await as_user.client.acl_whoami() == "router"
+    await as_user.aclose()
+    assert secret not in caplog.text and "user-pa55" not in caplog.text
 
 
 @pytest.fixture

@@ -98,7 +98,10 @@ async def test_starting_while_redis_is_down_reports_everything_once_it_is_back(
     await asyncio.wait_for(store.listening(), 10)  # returns although the feed is down
     own_redis_server.restart()
     await RedisStateStore(seed_link).save_provider(ALPHA)
-    assert await until(lambda: heard == [ProviderChange("alpha", ALPHA)])
+    # Heard once: by the resync read or by the feed, whichever comes first, never both.
+    assert await until(lambda: len(heard) >= 1)
+    await asyncio.sleep(0.2)
+    assert heard == [ProviderChange("alpha", ALPHA)]
     await store.aclose()
     await link.aclose()
     await seed_link.aclose()
