@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import orjson
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from provider_router.domain import JsonValue, ProviderSpec
@@ -47,6 +48,10 @@ POLL_S = 1.0
 
 RETRY_S = 0.2
 """Pause before subscribing again after the subscription failed (Redis answering pings)."""
+
+KEEPALIVE_S = 5.0
+"""A quiet subscription pings Redis this often; no answer by the next ping means it is dead
+(a half-open connection, e.g. after a network partition, raises no error by itself)."""
 
 # KEYS: hash, channel. ARGV: name, document, announcement. Replace and announce atomically.
 _SAVE = """
@@ -196,6 +201,8 @@ class RedisStateStore:
             await self._link.wait_up()
             try:
                 await self._listen()
+            except _Resubscribe:
+                continue  # the outage is reported already; start over once the link is up
             except (RedisError, OSError, StateUnavailableError) as error:
                 if not self._following():
                     break
@@ -205,16 +212,35 @@ class RedisStateStore:
                 await asyncio.sleep(RETRY_S)
 
     async def _listen(self) -> None:
+        outages = self._link.outages
         async with self._link.client.pubsub() as pubsub:
             await pubsub.subscribe(self._channel)
             await self._confirmed(pubsub)
             # Subscribed first, then read: a change lands in the hash read or in the feed.
             await self._resync()
             self._live.set()
-            while self._following():
-                message = await pubsub.get_message(timeout=POLL_S)
-                if message is not None and message.get("type") == "message":
-                    self._on_message(message["data"])
+            await self._relay(pubsub, outages)
+
+    async def _relay(self, pubsub: PubSub, outages: int) -> None:
+        loop = asyncio.get_running_loop()
+        next_ping, answered = loop.time() + KEEPALIVE_S, True
+        while self._following():
+            if self._link.outages != outages:
+                # Someone else saw Redis fail (even if it is back already): this connection
+                # may be as dead, and quietly so, or have missed announcements meanwhile.
+                raise _Resubscribe
+            if loop.time() >= next_ping:
+                if not answered:
+                    raise RedisConnectionError(f"no answer to a ping in {KEEPALIVE_S:g}s")
+                await pubsub.ping()
+                next_ping, answered = loop.time() + KEEPALIVE_S, False
+            message = await pubsub.get_message(timeout=POLL_S)
+            if message is None:
+                continue
+            if message.get("type") == "pong":
+                answered = True
+            elif message.get("type") == "message":
+                self._on_message(message["data"])
 
     async def _confirmed(self, pubsub: PubSub) -> None:
         # SUBSCRIBE is only sent; until Redis confirms it, a change may be published unheard.
@@ -256,6 +282,10 @@ class RedisStateStore:
                 callback(change)
             except Exception:
                 log.exception("state change subscriber failed on provider %s", change.name)
+
+
+class _Resubscribe(Exception):
+    """The link had an outage since this subscription began: subscribe again and resync."""
 
 
 def _dumps(doc: object) -> str:

@@ -64,6 +64,8 @@ class RedisLink:
         """The backend's URL without credentials, for logs and health details."""
         self.up = True
         """False from a failure until Redis answers again; read freely on the hot path."""
+        self.outages = 0
+        """Outages so far: a user that saw a different count earlier missed one."""
         self.last_error = ""
         """What the last outage was (type and message; never a secret); empty when up."""
         self._gauge = gauge
@@ -111,6 +113,7 @@ class RedisLink:
         if not self.up or self._closed:
             return
         self.up = False
+        self.outages += 1
         self._back.clear()
         self.last_error = describe(error)
         if self._gauge is not None:

@@ -139,3 +139,48 @@ async def test_the_secret_is_stored_like_the_memory_stores_file(
     assert stored["api_key"] == "sk-alpha"  # survives a restart of every replica
     assert "sk-alpha" not in caplog.text
     await link.aclose()
+
+
+async def test_a_quiet_subscription_keeps_answering_pings(
+        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("provider_router.state.redis.KEEPALIVE_S", 0.05)
+    monkeypatch.setattr("provider_router.state.redis.POLL_S", 0.02)
+    link = RedisLink.from_url(redis_server.url, None)
+    listener, writer = RedisStateStore(link), RedisStateStore(link)
+    heard: list[ProviderChange] = []
+    listener.subscribe(heard.append)
+    await listener.listening()
+    pings_before = await _pings(link)
+    await asyncio.sleep(0.5)  # several keepalive rounds, each answered
+    assert await _pings(link) > pings_before
+    assert link.up
+    await writer.save_provider(ALPHA)
+    assert await until(lambda: heard == [ProviderChange("alpha", ALPHA)])
+    await listener.aclose()
+    await link.aclose()
+
+
+async def _pings(link: RedisLink) -> int:
+    stats = await link.client.info("commandstats")
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))
+
+
+async def test_the_feed_resubscribes_when_another_user_of_the_link_saw_redis_fail(
+        redis_server: RedisServer) -> None:
+    # One link per process: a failure the hot path saw may have killed this subscription too
+    # (a half-open connection says nothing), so the feed starts over and resyncs.
+    link = RedisLink.from_url(redis_server.url, None, watch_interval_s=3600)
+    listener = RedisStateStore(link)
+    heard: list[ProviderChange] = []
+    listener.subscribe(heard.append)
+    await listener.listening()
+    link.failed(ConnectionError("a command timed out elsewhere"))
+    await asyncio.sleep(0.3)
+    # Written without an announcement: only a resync can report it.
+    await link.client.hset("provider-router:providers", "alpha",
+                           orjson.dumps(encode_spec(ALPHA, include_secret=True)))
+    assert heard == []
+    assert await link.check()
+    assert await until(lambda: heard == [ProviderChange("alpha", ALPHA)])
+    await listener.aclose()
+    await link.aclose()
