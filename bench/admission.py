@@ -8,9 +8,9 @@ redis-server started for the run; all replicas offer their share of `offered x l
 minute, evenly paced, for `--seconds`, starting from a full bucket (the cold start a real
 deployment has). The table gives what was admitted, the most a single exact token bucket
 admits in that time (capacity + refill x seconds), and the steady-state rate per minute
-(admissions after the first bucketful, over the time after it drained), the figure to hold
-to the limit. `fallback` counts admissions decided locally because Redis did not answer
-within the budget (`[state] timeout`, 5 ms by default).
+(admissions after the offered load drained the initial bucket), the figure to hold to the
+limit. `fallback` counts admissions decided locally because Redis did not answer
+within the budget (`[state] timeout`, 5 ms by default) or was down.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Row:
     seconds: float
     admitted: int
     fallback: int
-    first_full_at: float
+    times: tuple[float, ...]
 
     @property
     def bound(self) -> float:
@@ -47,10 +47,17 @@ class Row:
         return self.limit + self.limit / 60.0 * self.seconds
 
     @property
+    def drained_at(self) -> float:
+        """When the offered load has emptied the initial bucket: limit / (offered - 1)
+        minutes (the bucket refills at the limit while it drains)."""
+        return 60.0 / (self.offered - 1) if self.offered > 1 else self.seconds
+
+    @property
     def steady_per_min(self) -> float:
-        """Admissions per minute after the first bucketful was spent."""
-        rest = self.seconds - self.first_full_at
-        return (self.admitted - self.limit) / rest * 60.0 if rest > 0 else 0.0
+        """Admissions per minute once the initial bucket was drained."""
+        rest = self.seconds - self.drained_at
+        late = sum(1 for t in self.times if t >= self.drained_at)
+        return late / rest * 60.0 if rest > 0 else 0.0
 
 
 class _Replica:
@@ -67,9 +74,10 @@ async def _offer(replica: _Replica, charge: Charge, rate: float, seconds: float,
 
     async def one() -> None:
         local = not replica.link.up
+        before = replica.store.decided_locally
         if await replica.store.take([charge], time.monotonic()) == 0.0:
             replica.admitted.append(time.monotonic() - start)
-            replica.fallback += local or not replica.link.up
+            replica.fallback += local or replica.store.decided_locally > before
     count = int(rate * seconds)
     for index in range(count):
         await asyncio.sleep(max(0.0, start + index / rate - time.monotonic()))
@@ -90,10 +98,9 @@ async def measure(url: str, limit: int, replicas: int, offered: int, seconds: fl
     await asyncio.gather(*(_offer(m, charge, per_replica, seconds, start) for m in members))
     for link in links:
         await link.aclose()
-    times = sorted(t for m in members for t in m.admitted)
-    first_full_at = times[limit - 1] if len(times) >= limit else seconds
+    times = tuple(sorted(t for m in members for t in m.admitted))
     return Row(limit, replicas, offered, seconds, len(times), sum(m.fallback for m in members),
-               first_full_at)
+               times)
 
 
 def table(rows: list[Row]) -> str:
@@ -118,7 +125,8 @@ async def main_async(args: argparse.Namespace) -> str:
                     row = await measure(server.url, args.limit, replicas, offered,
                                         args.seconds, args.timeout,
                                         f"bench-{replicas}-{offered}:")
-                    print(f"  {row}", flush=True)
+                    print(f"  {row.replicas} replicas: {row.admitted} admitted",
+                          flush=True)
                     rows.append(row)
         finally:
             server.kill()

@@ -13,9 +13,10 @@ The script is the `T` and `C` operations of redis_batch.py: the admissions of on
 turn share one round trip, each still decided atomically.
 
 The hot path never waits for Redis longer than the link's budget (`[state] timeout`, 5 ms
-by default). On a timeout or error the link is marked down and the call is admitted by a
-local bucket of limit / replicas instead (`LocalShare`), as are all calls until the link is
-back: no request fails because Redis did. `peek` (the planner's gate) is answered from the
+by default). A call Redis has not answered in time is refused if Redis refused these buckets
+a moment ago (until the wait it gave), else admitted by a local bucket of limit / replicas
+(`LocalShare`); a failure marks the link down and every call is admitted by the local share
+until the link is back: no request fails because Redis did. `peek` (the planner's gate) is answered from the
 last denial Redis gave, or from the local share while Redis is down.
 """
 
@@ -71,6 +72,8 @@ class RedisBucketStore:
         self.local = LocalShare(replicas)
         # keys -> local monotonic time before which Redis said the call would not fit.
         self._denied_until: dict[tuple[str, ...], float] = {}
+        self.decided_locally = 0
+        """Admissions Redis did not answer within the budget (decided here instead)."""
 
     async def take(self, charges: Sequence[Charge], now: float) -> float:
         """Take every charge or none, globally: 0.0 when taken, else seconds to wait."""
@@ -80,12 +83,24 @@ class RedisBucketStore:
         for n, charge in enumerate(charges):
             words += [key_ref(n), *_shape(charge), charge.cost]
         answer = await self._batch.submit(words, [self._prefix + c.key for c in charges])
+        keys = tuple(c.key for c in charges)
         if answer is None:
-            return self.local.take(charges, now)
+            return self._decide_locally(keys, charges, now)
         wait = float(answer)
         if wait > 0.0:
-            self._denied_until[tuple(c.key for c in charges)] = now + wait
+            self._denied_until[keys] = now + wait
         return wait
+
+    def _decide_locally(self, keys: tuple[str, ...], charges: Sequence[Charge],
+                        now: float) -> float:
+        """Redis did not answer in time. If it said a moment ago that the bucket is empty,
+        that still holds (admitting here as well would add the local share to the global
+        limit under overload); else this replica's share decides."""
+        self.decided_locally += 1
+        until = self._denied_until.get(keys)
+        if until is not None and until > now:
+            return until - now
+        return self.local.take(charges, now)
 
     def peek(self, charges: Sequence[Charge], now: float) -> float:
         """What `take` would answer, from the last denial Redis gave (or the local share)."""
