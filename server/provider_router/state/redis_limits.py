@@ -16,8 +16,8 @@ The hot path never waits for Redis longer than the link's budget (`[state] timeo
 by default). A call Redis has not answered in time is refused if Redis refused these buckets
 a moment ago (until the wait it gave), else admitted by a local bucket of limit / replicas
 (`LocalShare`); a failure marks the link down and every call is admitted by the local share
-until the link is back: no request fails because Redis did. `peek` (the planner's gate) is answered from the
-last denial Redis gave, or from the local share while Redis is down.
+until the link is back: no request fails because Redis did. `peek` (the planner's gate) is
+answered from the last denial Redis gave, or from the local share while Redis is down.
 """
 
 from __future__ import annotations
