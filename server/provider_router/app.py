@@ -292,8 +292,7 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
                        config.server.gc_sweep_interval_s),
-<<<<<<< HEAD
-               tls, health_server, health_port, cache, spend, link)
+               tls, health_server, health_port, cache, spend, link, shared)
 
 
 def _open_cache(config: Config, metrics: Metrics, link: RedisLink | None
@@ -308,9 +307,6 @@ def _open_cache(config: Config, metrics: Metrics, link: RedisLink | None
     if isinstance(backend, MemoryCache):
         metrics.cache_bytes.set_function(lambda: backend.size)
     return backend
-=======
-               tls, health_server, health_port, spend, link, shared)
->>>>>>> main
 
 
 def open_spend_store(config: Config, env: Mapping[str, str], link: RedisLink | None
