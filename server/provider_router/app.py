@@ -176,7 +176,7 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     # Only providers from the config file and the environment are trusted key owners.
     key_policy = KeyReferencePolicy(config.auth.register_key_envs, specs)
     router = Router(registry, Planner(registry, routing, rng, gate), pool, resilience, status,
-                    metrics, env, key_policy, routing.default_completion_tokens)
+                    metrics, env, key_policy, routing.default_completion_tokens, routing.hedge)
     health = HealthReporter()
     await health.starting()
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
