@@ -27,6 +27,7 @@ from tests.integration.chaos import (
     chat,
     config,
     cost,
+    eventually,
     outcomes,
     serve,
     stream,
@@ -338,3 +339,40 @@ async def test_a_stop_chain_error_of_a_racer_ends_the_race(
     await asyncio.wait_for(primary.disconnected.wait(), 5.0)
     assert outcomes(attempts_detail(caught.value).attempts) == [
         ("backup", pb.ATTEMPT_OUTCOME_REJECTED)]
+
+
+async def test_a_caller_leaving_mid_race_drops_every_racer(
+        start_router: StartRouter, fakes: Fakes) -> None:
+    primary, backup = await fakes(), await fakes()
+    router = await serve(start_router, [Upstream("primary", fake=primary),
+                                        Upstream("backup", fake=backup)])
+    primary.down(NO_TOKEN)
+    backup.down(NO_TOKEN)
+    call_ = router.stub.StreamChat(pb.StreamChatRequest(routing=routing(hedge(0.05)),
+                                                        messages=_MESSAGES), timeout=30)
+    for _ in range(500):  # both racing: each fake has the request
+        if primary.chat_requests() and backup.chat_requests():
+            break
+        await asyncio.sleep(0.02)
+    assert len(primary.chat_requests()) == 1 and len(backup.chat_requests()) == 1
+    call_.cancel()
+    await asyncio.wait_for(primary.disconnected.wait(), 5.0)
+    await asyncio.wait_for(backup.disconnected.wait(), 5.0)
+
+    async def idle() -> bool:
+        listing = await router.stub.ListProviders(pb.ListProvidersRequest(), timeout=5)
+        return all(p.status.in_flight == 0 for p in listing.providers)
+
+    assert await eventually(idle, within=5.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_zero_delay_races_both_at_once(
+        mode: str, start_router: StartRouter, fakes: Fakes) -> None:
+    primary, backup = await fakes(), await fakes()
+    router = await serve(start_router, [Upstream("primary", fake=primary),
+                                        Upstream("backup", fake=backup)])
+    primary.down(SLOW[mode])
+    provider, attempts, _, _ = await call(router, mode, hedge(0.0))
+    assert provider == "backup"
+    assert sorted(outcomes(attempts)) == [("backup", SUCCESS), ("primary", HEDGE_LOST)]
