@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 
 from provider_router.v1 import router_pb2 as pb
 from tests.fakes.base import Fault
+from tests.fakes.harness import KEY, KEY_ENV
 from tests.integration.chaos import (
     ALIAS,
     MODES,
@@ -33,7 +34,6 @@ from tests.integration.chaos import (
     stream,
 )
 from tests.integration.conftest import Fakes, RunningRouter, StartRouter
-from tests.fakes.harness import KEY, KEY_ENV
 
 SUCCESS = pb.ATTEMPT_OUTCOME_SUCCESS
 HEDGE_LOST = pb.ATTEMPT_OUTCOME_HEDGE_LOST
