@@ -1,0 +1,161 @@
+"""Hedged requests against a heavy-tailed upstream: tail TTFT with and without hedging.
+
+    python -m bench.hedge                      # StreamChat, c=32, 3,000 calls per variant
+    python -m bench.hedge --mode chat --requests 2000 --slow-pct 5 --slow-ms 2000
+
+Two openai_compatible providers serve the same model from the one mock upstream
+(bench/mock_upstream.py, path `/tail/...`): each request independently waits `--slow-ms`
+before its first byte with probability `--slow-pct` %, else `--fast-ms`. The failover order
+puts `tail-a` first. The same load runs against the real server once per variant: no hedging,
+a fixed hedge delay, and a percentile delay ("p90" of the target's observed TTFT, with the
+fixed delay until it has 20 observations). Reported per variant: p50/p90/p99/max time to
+first token (latency for Chat) as the caller sees it, the upstream calls per request (the
+mock's own count over the router's completed RPCs: 1.0 means no extra calls), how many of
+them the router cancelled (hedge losers hanging up), and the hedges the router counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.processes import Cores, free_port, router_argv, run_loadgen, serving, start_mock
+
+MODEL = "bench-tail"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One server configuration: its name and its [routing.hedge] table (empty: none)."""
+
+    name: str
+    hedge: str
+
+
+def variants(after_ms: int) -> list[Variant]:
+    """Off, a fixed delay, and a percentile delay."""
+    after = after_ms / 1000
+    return [Variant("off", ""),
+            Variant(f"after {after_ms} ms", f"after = {after}"),
+            Variant("after p90", f'after = "p90"\nfallback_after = {after}')]
+
+
+def config(listen: str, metrics_port: int, mock_port: int, tail: str, hedge: str) -> str:
+    """The server config: two providers on the heavy-tailed mock, failover order a, b."""
+    base = f"http://127.0.0.1:{mock_port}/tail/{tail}/v1"
+    providers = "\n".join(
+        f'[[providers]]\nname = "{name}"\nkind = "openai_compatible"\nbase_url = "{base}"\n'
+        f'models = ["{MODEL}"]\nmax_concurrent = 10000\n' for name in ("tail-a", "tail-b"))
+    hedge_table = f"[routing.hedge]\n{hedge}\n" if hedge else ""
+    return (f'[server]\nlisten = "{listen}"\ndrain_delay = 0.0\ngrace = 5.0\n\n'
+            f'[logging]\nlevel = "warning"\n\n[state]\nurl = "memory://"\n'
+            f'registry_file = "none"\n\n[metrics]\nport = {metrics_port}\n'
+            f'host = "127.0.0.1"\n\n[autoregister]\nenabled = false\n\n'
+            f'[resilience]\nhealth_interval = 0\n\n'
+            f'[routing]\nstrategy = "failover"\nfailover_order = ["tail-a", "tail-b"]\n'
+            f"{hedge_table}\n{providers}")
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def _metric_sum(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v
+                                           for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def run_variant(variant: Variant, args: argparse.Namespace, cores: Cores, mock_port: int,
+                logs: Path) -> dict[str, object]:
+    """One server with this variant's config under the load; its figures."""
+    listen = f"127.0.0.1:{free_port()}"
+    metrics_port = free_port()
+    tail = f"{args.chunks}/{args.slow_pct}/{args.slow_ms}/{args.fast_ms}"
+    path = logs / f"hedge-{variant.name.replace(' ', '-')}.toml"
+    path.write_text(config(listen, metrics_port, mock_port, tail, variant.hedge))
+    mock_stats = f"http://127.0.0.1:{mock_port}/stats"
+    with serving(router_argv(path), listen, logs / "server.log"):
+        before = json.loads(_get(mock_stats))
+        result = run_loadgen(
+            [args.mode, "--target", listen, "--model", MODEL, "--concurrency",
+             str(args.concurrency), "--warmup", "0", "--duration", str(args.max_seconds),
+             "--max-requests", str(args.requests), "--deadline", "30"],
+            cores.load, timeout=args.max_seconds + 120)
+        after = json.loads(_get(mock_stats))
+        metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+    method = "StreamChat" if args.mode == "stream" else "Chat"
+    rpcs = _metric_sum(metrics, "provider_router_rpcs_total", method=method)
+    upstream = after["chat_requests"] - before["chat_requests"]
+    key = "ttft_ms" if args.mode == "stream" else "latency_ms"
+    return {
+        "variant": variant.name, "requests": result["requests"], "errors": result["errors"],
+        "rps": result["rps"], "ttft_ms": result[key], "rpcs": rpcs,
+        "upstream_calls": upstream,
+        "calls_per_request": round(upstream / rpcs, 4) if rpcs else None,
+        "cancelled_upstream": after["cancelled"] - before["cancelled"],
+        "hedges": _metric_sum(metrics, "provider_router_hedges_total"),
+        "hedge_wins": _metric_sum(metrics, "provider_router_hedge_races_total", winner="hedge"),
+    }
+
+
+def table(rows: list[dict[str, object]], what: str) -> str:
+    """The figures as a markdown table."""
+    lines = [f"| variant | {what} p50 (ms) | p90 | p99 | max | upstream calls per request "
+             "| cancelled upstream | hedges (won) | errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ttft = row["ttft_ms"]
+        assert isinstance(ttft, dict)
+        lines.append(
+            f"| {row['variant']} | {ttft['p50']:.0f} | {ttft['p90']:.0f} | {ttft['p99']:.0f} "
+            f"| {ttft['max']:.0f} | {row['calls_per_request']} | {row['cancelled_upstream']} "
+            f"| {row['hedges']:.0f} ({row['hedge_wins']:.0f}) | {row['errors'] or 0} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every variant and print the table (and the JSON with --json)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("stream", "chat"), default="stream")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--slow-pct", type=float, default=5.0)
+    parser.add_argument("--slow-ms", type=int, default=2000)
+    parser.add_argument("--fast-ms", type=int, default=20)
+    parser.add_argument("--chunks", type=int, default=4)
+    parser.add_argument("--after-ms", type=int, default=100, help="the fixed hedge delay")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument("--json", action="store_true", help="also print the raw figures")
+    args = parser.parse_args(argv)
+    cores = Cores.detect(not args.no_pin)
+    logs = Path(tempfile.mkdtemp(prefix="bench-hedge-"))
+    mock, mock_port = start_mock(cores, logs)
+    try:
+        rows = [run_variant(v, args, cores, mock_port, logs) for v in variants(args.after_ms)]
+    finally:
+        mock.stop()
+    what = "TTFT" if args.mode == "stream" else "latency"
+    print(f"{args.mode}, c={args.concurrency}, upstream first byte: {args.slow_pct}% at "
+          f"{args.slow_ms} ms, else {args.fast_ms} ms")
+    print(table(rows, what))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
