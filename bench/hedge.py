@@ -1,7 +1,7 @@
 """Hedged requests against a heavy-tailed upstream: tail TTFT with and without hedging.
 
-    python -m bench.hedge                      # StreamChat, c=32, 3,000 calls per variant
-    python -m bench.hedge --mode chat --requests 2000 --slow-pct 5 --slow-ms 2000
+    python -m bench.hedge                      # StreamChat, c=32, 3 rounds of 1,000 calls
+    python -m bench.hedge --mode chat --requests 2000 --rounds 5 --slow-pct 5 --slow-ms 2000
 
 Two openai_compatible providers serve the same model from the one mock upstream
 (bench/mock_upstream.py, path `/tail/...`): each request independently waits `--slow-ms`
@@ -12,16 +12,21 @@ fixed delay until it has 20 observations). Reported per variant: p50/p90/p99/max
 first token (latency for Chat) as the caller sees it, the upstream calls per request (the
 mock's own count over the router's completed RPCs: 1.0 means no extra calls), how many of
 them the router cancelled (hedge losers hanging up), and the hedges the router counted.
+
+Latency on a shared machine moves with whatever else runs, so the variants run in rotation,
+`--rounds` times, and each percentile is the median over the rounds (with the range of p99
+across rounds); the counts are totals over all rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -78,8 +83,29 @@ def _metric_sum(text: str, name: str, **labels: str) -> float:
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One variant's run (or, combined, all its rounds)."""
+
+    variant: str
+    ttft_ms: dict[str, float]
+    requests: int
+    rpcs: float
+    upstream_calls: int
+    cancelled_upstream: int
+    hedges: float
+    hedge_wins: float
+    errors: int
+    p99_range: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def calls_per_request(self) -> float:
+        """Upstream calls per completed RPC (1.0: no extra calls)."""
+        return round(self.upstream_calls / self.rpcs, 4) if self.rpcs else float("nan")
+
+
 def run_variant(variant: Variant, args: argparse.Namespace, cores: Cores, mock_port: int,
-                logs: Path) -> dict[str, object]:
+                logs: Path) -> Figures:
     """One server with this variant's config under the load; its figures."""
     listen = f"127.0.0.1:{free_port()}"
     metrics_port = free_port()
@@ -97,32 +123,47 @@ def run_variant(variant: Variant, args: argparse.Namespace, cores: Cores, mock_p
         after = json.loads(_get(mock_stats))
         metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
     method = "StreamChat" if args.mode == "stream" else "Chat"
-    rpcs = _metric_sum(metrics, "provider_router_rpcs_total", method=method)
-    upstream = after["chat_requests"] - before["chat_requests"]
-    key = "ttft_ms" if args.mode == "stream" else "latency_ms"
-    return {
-        "variant": variant.name, "requests": result["requests"], "errors": result["errors"],
-        "rps": result["rps"], "ttft_ms": result[key], "rpcs": rpcs,
-        "upstream_calls": upstream,
-        "calls_per_request": round(upstream / rpcs, 4) if rpcs else None,
-        "cancelled_upstream": after["cancelled"] - before["cancelled"],
-        "hedges": _metric_sum(metrics, "provider_router_hedges_total"),
-        "hedge_wins": _metric_sum(metrics, "provider_router_hedge_races_total", winner="hedge"),
-    }
+    timing = result["ttft_ms" if args.mode == "stream" else "latency_ms"]
+    errors = result["errors"]
+    assert isinstance(timing, dict) and isinstance(errors, dict)
+    return Figures(
+        variant=variant.name, ttft_ms={k: float(v) for k, v in timing.items()},
+        requests=int(str(result["requests"])),
+        rpcs=_metric_sum(metrics, "provider_router_rpcs_total", method=method),
+        upstream_calls=after["chat_requests"] - before["chat_requests"],
+        cancelled_upstream=after["cancelled"] - before["cancelled"],
+        hedges=_metric_sum(metrics, "provider_router_hedges_total"),
+        hedge_wins=_metric_sum(metrics, "provider_router_hedge_races_total", winner="hedge"),
+        errors=sum(int(n) for n in errors.values()))
 
 
-def table(rows: list[dict[str, object]], what: str) -> str:
-    """The figures as a markdown table."""
-    lines = [f"| variant | {what} p50 (ms) | p90 | p99 | max | upstream calls per request "
-             "| cancelled upstream | hedges (won) | errors |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def combined(rounds: list[Figures]) -> Figures:
+    """One variant over its rounds: median percentiles, the p99 range, summed counts."""
+    p99s = [r.ttft_ms["p99"] for r in rounds]
+    return Figures(
+        variant=rounds[0].variant,
+        ttft_ms={k: statistics.median(r.ttft_ms[k] for r in rounds)
+                 for k in ("p50", "p90", "p99", "max")},
+        requests=sum(r.requests for r in rounds), rpcs=sum(r.rpcs for r in rounds),
+        upstream_calls=sum(r.upstream_calls for r in rounds),
+        cancelled_upstream=sum(r.cancelled_upstream for r in rounds),
+        hedges=sum(r.hedges for r in rounds), hedge_wins=sum(r.hedge_wins for r in rounds),
+        errors=sum(r.errors for r in rounds), p99_range=(min(p99s), max(p99s)))
+
+
+def table(rows: list[Figures], what: str) -> str:
+    """The combined figures as a markdown table."""
+    lines = [f"| variant | {what} p50 (ms) | p90 | p99 | p99 range | max | upstream calls per "
+             "request | cancelled upstream | hedges (won) | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        ttft = row["ttft_ms"]
-        assert isinstance(ttft, dict)
+        t = row.ttft_ms
+        low, high = row.p99_range
         lines.append(
-            f"| {row['variant']} | {ttft['p50']:.0f} | {ttft['p90']:.0f} | {ttft['p99']:.0f} "
-            f"| {ttft['max']:.0f} | {row['calls_per_request']} | {row['cancelled_upstream']} "
-            f"| {row['hedges']:.0f} ({row['hedge_wins']:.0f}) | {row['errors'] or 0} |")
+            f"| {row.variant} | {t['p50']:.0f} | {t['p90']:.0f} | {t['p99']:.0f} "
+            f"| {low:.0f}-{high:.0f} | {t['max']:.0f} | {row.calls_per_request} "
+            f"| {row.cancelled_upstream} | {row.hedges:.0f} ({row.hedge_wins:.0f})"
+            f" | {row.errors} |")
     return "\n".join(lines)
 
 
@@ -131,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("stream", "chat"), default="stream")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=1000, help="calls per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--slow-pct", type=float, default=5.0)
     parser.add_argument("--slow-ms", type=int, default=2000)
@@ -145,15 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="bench-hedge-"))
     mock, mock_port = start_mock(cores, logs)
     try:
-        rows = [run_variant(v, args, cores, mock_port, logs) for v in variants(args.after_ms)]
+        chosen = variants(args.after_ms)
+        runs: dict[str, list[Figures]] = {v.name: [] for v in chosen}
+        for _ in range(args.rounds):
+            for variant in chosen:
+                runs[variant.name].append(run_variant(variant, args, cores, mock_port, logs))
     finally:
         mock.stop()
+    rows = [combined(runs[v.name]) for v in chosen]
     what = "TTFT" if args.mode == "stream" else "latency"
     print(f"{args.mode}, c={args.concurrency}, upstream first byte: {args.slow_pct}% at "
-          f"{args.slow_ms} ms, else {args.fast_ms} ms")
+          f"{args.slow_ms} ms, else {args.fast_ms} ms; {args.rounds} rounds of "
+          f"{args.requests} calls per variant (medians)")
     print(table(rows, what))
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"combined": [asdict(r) for r in rows],
+                          "runs": {k: [asdict(r) for r in v] for k, v in runs.items()}},
+                         indent=2))
     return 0
 
 
