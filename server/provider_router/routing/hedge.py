@@ -201,9 +201,9 @@ class Hedger:
             attempt = d.Attempt(
                 provider, model, _HEDGE_LOST, duration, reason="HEDGE_LOST",
                 error=f"cancelled: {winner.target.provider}/{winner.target.model} answered first")
-        if usage is not None and _relabel(chain, racer.target, attempt):
-            pass  # it answered too, in the same instant: its success becomes the loss
-        else:
+        # A racer that answered in the same instant as the winner has its success recorded
+        # already: that record becomes the loss.
+        if usage is None or not _relabel(chain, racer.target, attempt):
             chain.attempts.append(attempt)
             self._metrics.attempts.labels(provider, attempt.outcome).inc()
             if winner is not None:
