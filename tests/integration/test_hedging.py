@@ -215,6 +215,32 @@ async def test_a_rate_limited_target_is_not_hedged_to(
     assert len(limited.chat_requests()) == 1
 
 
+async def test_a_target_at_its_concurrency_limit_is_not_hedged_to(
+        start_router: StartRouter, fakes: Fakes) -> None:
+    primary, limited, backup = await fakes(), await fakes(), await fakes()
+    upstreams = [Upstream("primary", fake=primary), Upstream("limited", fake=limited),
+                 Upstream("backup", fake=backup)]
+    toml = config(upstreams).replace('name = "limited"', 'name = "limited"\nmax_concurrent = 1')
+    router = await start_router(toml, env={KEY_ENV: KEY})
+    limited.down(NO_TOKEN)
+    # One stream holds the limited provider's only slot.
+    held = asyncio.ensure_future(stream(router, pb.StreamChatRequest(
+        routing=routing(None, "limited/limited-model"), messages=_MESSAGES), timeout=30))
+    for _ in range(500):
+        if limited.chat_requests():
+            break
+        await asyncio.sleep(0.02)
+    assert len(limited.chat_requests()) == 1
+    primary.down(SILENT)
+    provider, attempts, _, _ = await call(router, "chat", hedge(0.2))
+    assert provider == "backup"
+    assert sorted(outcomes(attempts)) == [("backup", SUCCESS), ("primary", HEDGE_LOST)]
+    assert len(limited.chat_requests()) == 1  # the hedge skipped the full provider
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_failing_hedge_falls_back_to_the_next_target(
         mode: str, start_router: StartRouter, fakes: Fakes) -> None:
