@@ -96,6 +96,7 @@ class Figures:
     hedges: float
     hedge_wins: float
     errors: int
+    server_cpu_ms: float  # the server's CPU per call
     p99_range: tuple[float, float] = (0.0, 0.0)
 
     @property
@@ -113,19 +114,20 @@ def run_variant(variant: Variant, args: argparse.Namespace, cores: Cores, mock_p
     path = logs / f"hedge-{variant.name.replace(' ', '-')}.toml"
     path.write_text(config(listen, metrics_port, mock_port, tail, variant.hedge))
     mock_stats = f"http://127.0.0.1:{mock_port}/stats"
-    with serving(router_argv(path), listen, logs / "server.log"):
+    with serving(router_argv(path), listen, logs / "server.log") as server:
         before = json.loads(_get(mock_stats))
         result = run_loadgen(
             [args.mode, "--target", listen, "--model", MODEL, "--concurrency",
              str(args.concurrency), "--warmup", "0", "--duration", str(args.max_seconds),
-             "--max-requests", str(args.requests), "--deadline", "30"],
+             "--max-requests", str(args.requests), "--deadline", "30",
+             "--watch", f"server={server.pid}"],
             cores.load, timeout=args.max_seconds + 120)
         after = json.loads(_get(mock_stats))
         metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
     method = "StreamChat" if args.mode == "stream" else "Chat"
     timing = result["ttft_ms" if args.mode == "stream" else "latency_ms"]
-    errors = result["errors"]
-    assert isinstance(timing, dict) and isinstance(errors, dict)
+    errors, cpu = result["errors"], result["cpu_ms_per_request"]
+    assert isinstance(timing, dict) and isinstance(errors, dict) and isinstance(cpu, dict)
     return Figures(
         variant=variant.name, ttft_ms={k: float(v) for k, v in timing.items()},
         requests=int(str(result["requests"])),
@@ -134,7 +136,8 @@ def run_variant(variant: Variant, args: argparse.Namespace, cores: Cores, mock_p
         cancelled_upstream=after["cancelled"] - before["cancelled"],
         hedges=_metric_sum(metrics, "provider_router_hedges_total"),
         hedge_wins=_metric_sum(metrics, "provider_router_hedge_races_total", winner="hedge"),
-        errors=sum(int(n) for n in errors.values()))
+        errors=sum(int(n) for n in errors.values()),
+        server_cpu_ms=float(cpu.get("server", float("nan"))))
 
 
 def combined(rounds: list[Figures]) -> Figures:
@@ -148,14 +151,16 @@ def combined(rounds: list[Figures]) -> Figures:
         upstream_calls=sum(r.upstream_calls for r in rounds),
         cancelled_upstream=sum(r.cancelled_upstream for r in rounds),
         hedges=sum(r.hedges for r in rounds), hedge_wins=sum(r.hedge_wins for r in rounds),
-        errors=sum(r.errors for r in rounds), p99_range=(min(p99s), max(p99s)))
+        errors=sum(r.errors for r in rounds),
+        server_cpu_ms=statistics.median(r.server_cpu_ms for r in rounds),
+        p99_range=(min(p99s), max(p99s)))
 
 
 def table(rows: list[Figures], what: str) -> str:
     """The combined figures as a markdown table."""
     lines = [f"| variant | {what} p50 (ms) | p90 | p99 | p99 range | max | upstream calls per "
-             "request | cancelled upstream | hedges (won) | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "request | cancelled upstream | hedges (won) | server CPU per call (ms) | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         t = row.ttft_ms
         low, high = row.p99_range
@@ -163,7 +168,7 @@ def table(rows: list[Figures], what: str) -> str:
             f"| {row.variant} | {t['p50']:.0f} | {t['p90']:.0f} | {t['p99']:.0f} "
             f"| {low:.0f}-{high:.0f} | {t['max']:.0f} | {row.calls_per_request} "
             f"| {row.cancelled_upstream} | {row.hedges:.0f} ({row.hedge_wins:.0f})"
-            f" | {row.errors} |")
+            f" | {row.server_cpu_ms:.3f} | {row.errors} |")
     return "\n".join(lines)
 
 
