@@ -13,7 +13,10 @@ first token (latency for Chat) as the caller sees it, the upstream calls per req
 mock's own count over the router's completed RPCs: 1.0 means no extra calls), how many of
 them the router cancelled (hedge losers hanging up), and the hedges the router counted.
 
-Latency on a shared machine moves with whatever else runs, so the variants run in rotation,
+The load is a closed loop (each of the callers sends its next call when the last one ends),
+so cutting the slow calls short raises the call rate, and with it the load on the server:
+compare calls/s beside the latencies. Latency on a shared machine moves with whatever else
+runs, so the variants run in rotation,
 `--rounds` times, and each percentile is the median over the rounds (with the range of p99
 across rounds); the counts are totals over all rounds.
 """
@@ -97,6 +100,7 @@ class Figures:
     hedge_wins: float
     errors: int
     server_cpu_ms: float  # the server's CPU per call
+    rps: float  # completed calls per second
     p99_range: tuple[float, float] = (0.0, 0.0)
 
     @property
@@ -137,7 +141,8 @@ def run_variant(variant: Variant, args: argparse.Namespace, cores: Cores, mock_p
         hedges=_metric_sum(metrics, "provider_router_hedges_total"),
         hedge_wins=_metric_sum(metrics, "provider_router_hedge_races_total", winner="hedge"),
         errors=sum(int(n) for n in errors.values()),
-        server_cpu_ms=float(cpu.get("server", float("nan"))))
+        server_cpu_ms=float(cpu.get("server", float("nan"))),
+        rps=float(str(result["rps"])))
 
 
 def combined(rounds: list[Figures]) -> Figures:
@@ -153,14 +158,16 @@ def combined(rounds: list[Figures]) -> Figures:
         hedges=sum(r.hedges for r in rounds), hedge_wins=sum(r.hedge_wins for r in rounds),
         errors=sum(r.errors for r in rounds),
         server_cpu_ms=statistics.median(r.server_cpu_ms for r in rounds),
+        rps=statistics.median(r.rps for r in rounds),
         p99_range=(min(p99s), max(p99s)))
 
 
 def table(rows: list[Figures], what: str) -> str:
     """The combined figures as a markdown table."""
     lines = [f"| variant | {what} p50 (ms) | p90 | p99 | p99 range | max | upstream calls per "
-             "request | cancelled upstream | hedges (won) | server CPU per call (ms) | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "request | cancelled upstream | hedges (won) | server CPU per call (ms) | calls/s "
+             "| errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         t = row.ttft_ms
         low, high = row.p99_range
@@ -168,7 +175,7 @@ def table(rows: list[Figures], what: str) -> str:
             f"| {row.variant} | {t['p50']:.0f} | {t['p90']:.0f} | {t['p99']:.0f} "
             f"| {low:.0f}-{high:.0f} | {t['max']:.0f} | {row.calls_per_request} "
             f"| {row.cancelled_upstream} | {row.hedges:.0f} ({row.hedge_wins:.0f})"
-            f" | {row.server_cpu_ms:.3f} | {row.errors} |")
+            f" | {row.server_cpu_ms:.3f} | {row.rps:.0f} | {row.errors} |")
     return "\n".join(lines)
 
 
