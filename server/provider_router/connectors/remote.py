@@ -63,7 +63,9 @@ class RemoteConnector:
         self._protocol = protocol
         timeouts = PhaseTimeouts.resolve(spec.timeouts, settings.default_timeouts)
         self._http = HttpClient(spec.name, timeouts, protocol.map_error,
-                                max_idle=spec.max_concurrent)
+                                max_idle=spec.max_concurrent,
+                                egress=settings.egress_policy(spec),
+                                proxies=settings.proxies)
 
     async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
         """Complete the request in one call."""

@@ -51,12 +51,15 @@ class HealthMonitor:
 
     def _serving(self, spec: ProviderSpec) -> bool:
         return (spec.enabled and self._gate.available(spec)[0]
-                and self._breakers.state(spec.name) is not BreakerState.OPEN
+                and not self._breakers.provider_open(spec.name,
+                                                     tuple(m.name for m in spec.models))
                 and self._registry.stats.health(spec.name) is not HealthState.UNHEALTHY)
 
     def _breaker_changed(self, change: BreakerChange) -> None:
+        # The gauge is per provider: 1 while any of its breakers (model or provider-level)
+        # is open, so it is read back from all of them rather than from this one change.
         self._metrics.breaker_state.labels(change.provider).set(
-            1.0 if change.new is BreakerState.OPEN else 0.0)
+            1.0 if self._breakers.state(change.provider) is BreakerState.OPEN else 0.0)
         spec = self._registry.snapshot().providers.get(change.provider)
         if spec is not None:
             self._spawn(self._publish(spec.name, self._serving(spec)))
