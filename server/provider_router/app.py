@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from provider_router.api.health import SERVICE_NAME, HealthReporter
-from provider_router.api.interceptors import AuthInterceptor, Observer
+from provider_router.api.interceptors import AuthInterceptor, Observer, TenantKeys
 from provider_router.api.ports import bind, health_only_server
 from provider_router.api.servicer import RouterServicer
 from provider_router.api.tls import CertificateReloader
@@ -32,7 +32,7 @@ from provider_router.domain import ProviderSpec
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.resilience.cooldown import CooldownBook
-from provider_router.resilience.ratelimit import RateLimiter
+from provider_router.resilience.ratelimit import MemoryBucketStore, RateLimiter
 from provider_router.routing.dispatch import Resilience
 from provider_router.routing.gate import RouterGate
 from provider_router.routing.health import HealthMonitor
@@ -44,8 +44,10 @@ from provider_router.routing.registry import Registry
 from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
+from provider_router.routing.tenancy import TenantRouter
 from provider_router.state.base import StateStore
 from provider_router.state.memory import open_state_store
+from provider_router.state.spend import MemorySpendStore, SpendStore
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
 from provider_router.v1 import router_pb2
@@ -123,7 +125,7 @@ class App:
     server: grpc.aio.Server
     port: int
     health: HealthReporter
-    router: Router
+    router: Router | TenantRouter
     registry: Registry
     pool: ConnectorPool
     store: StateStore
@@ -134,6 +136,7 @@ class App:
     tls: CertificateReloader | None = None
     health_server: grpc.aio.Server | None = None
     health_port: int = 0
+    spend: SpendStore | None = None
     stopped: bool = False
 
     async def start(self) -> None:
@@ -171,6 +174,8 @@ class App:
         self.lag_probe.stop()
         self.gc_pacer.stop()
         await self.pool.aclose()
+        if self.spend is not None:
+            await self.spend.aclose()
         await self.store.aclose()
         log.info("stopped")
 
@@ -215,16 +220,26 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
 
     client_keys = _api_keys(env, auth.client_keys_env)
     admin_keys = _api_keys(env, auth.admin_keys_env)
+    # Tenants: only when configured is the router wrapped (no tenant work per call otherwise).
+    spend = open_spend_store(config.state.url) if config.tenants else None
+    tenant_router = None
+    if spend is not None:
+        tenant_router = TenantRouter(router, registry, {t.name: t for t in config.tenants},
+                                     spend, MemoryBucketStore(), metrics,
+                                     routing.default_completion_tokens)
+    tenant_keys = TenantKeys({h: t.name for t in config.tenants for h in t.key_hashes})
     # No keys at all: the service is open, and an interceptor that lets everything through
     # would still cost a coroutine on every call.
-    interceptors = [AuthInterceptor(client_keys, admin_keys)] if client_keys or admin_keys else []
+    interceptors = ([AuthInterceptor(client_keys, admin_keys, tenant_keys)]
+                    if client_keys or admin_keys or tenant_keys else [])
     options = server_options(config.server.max_message_bytes)
     server = grpc.aio.server(
         interceptors=interceptors,
         options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
     )
-    servicer = RouterServicer(router, Observer(metrics), config.server.default_deadline_s)
+    servicer = RouterServicer(tenant_router or router, Observer(metrics),
+                              config.server.default_deadline_s, tenant_router)
     servicer.add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if config.server.reflection:
@@ -238,11 +253,20 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         health_only_server(health.servicer, config.server.health_listen, options)
         if config.server.health_listen else (None, 0))
     metrics.providers.set(len(registry.snapshot().providers))
-    return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
-               LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
+    return App(config, server, port, health, tenant_router or router, registry, pool, store,
+               metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
                        config.server.gc_sweep_interval_s),
-               tls, health_server, health_port)
+               tls, health_server, health_port, spend)
+
+
+def open_spend_store(url: str) -> SpendStore:
+    """Tenant spend where the state lives: Redis (global) for redis://, else this process
+    (per replica)."""
+    if url.startswith(("redis://", "rediss://")):
+        from provider_router.state.redis_spend import RedisSpendStore  # the redis extra
+        return RedisSpendStore.from_url(url)
+    return MemorySpendStore()
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

@@ -35,6 +35,8 @@ from provider_router.provider_config import parse_providers
 from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
 from provider_router.server_tls import TlsFiles, parse_tls_files
+from provider_router.tenant_config import parse_tenants
+from provider_router.tenants import Tenant
 
 ENV_PREFIX = "PROVIDER_ROUTER_"
 # Variables of the prefix that are not config overrides (CLI client settings).
@@ -107,6 +109,8 @@ class AuthSettings:
     allowed_upstream_networks: tuple[IpNetwork, ...] = ()
     allow_loopback_upstream: bool = True
     register_command_providers: bool = False
+    # A TOML file of [[tenants]] tables (key hashes, limits, budgets); see tenant_config.py.
+    tenants_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,7 @@ class Config:
     routing: RoutingSettings = field(default_factory=lambda: parse_routing_settings({}))
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     providers: tuple[ProviderSpec, ...] = ()
+    tenants: tuple[Tenant, ...] = ()
     autoregister: bool = True
     source: str = "defaults"
 
@@ -258,6 +263,8 @@ def _networks(t: Table, name: str) -> tuple[IpNetwork, ...]:
         return parse_networks(values)
     except ValueError as exc:
         raise ConfigError(t.key(name), list(values), f"a list of CIDRs ({exc})") from None
+def _optional_path(value: str) -> Path | None:
+    return Path(value).expanduser() if value else None
 
 
 def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
@@ -269,7 +276,7 @@ def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
 
 def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str) -> Config:
     """Validate raw TOML tables into a Config."""
-    known = set(SECTIONS) | {"providers"}
+    known = set(SECTIONS) | {"providers", "tenants"}
     for key in raw:
         if key not in known:
             raise ConfigError(key, raw[key], f"one of the sections {', '.join(sorted(known))}")
@@ -289,7 +296,8 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
                            else default_auth.register_key_envs),
         allowed_upstream_networks=_networks(auth_t, "allowed_upstream_networks"),
         allow_loopback_upstream=boolean(auth_t, "allow_loopback_upstream", True),
-        register_command_providers=boolean(auth_t, "register_command_providers", False))
+        register_command_providers=boolean(auth_t, "register_command_providers", False),
+        tenants_file=_optional_path(text(auth_t, "tenants_file", "")))
     auth_t.done()
     metrics_t = as_table(raw, "metrics")
     metrics = MetricsSettings(
@@ -310,6 +318,7 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
         routing=parse_routing_settings(routing_raw),
         resilience=parse_resilience_settings(_mapping(raw, "resilience")),
         providers=parse_providers(raw.get("providers", [])),
+        tenants=parse_tenants(raw.get("tenants"), auth.tenants_file),
         autoregister=autoregister,
         source=source,
     )

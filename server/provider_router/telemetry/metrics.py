@@ -107,6 +107,22 @@ class Metrics:
             "Times the event loop was blocked longer than the stall threshold.",
             registry=self.registry)
 
+        # Tenants (routing/tenancy.py); children appear only when tenants are configured.
+        self.tenant_cost = LabelCache(Counter(
+            "provider_router_tenant_cost_usd", "USD spent, by tenant, provider and model.",
+            ["tenant", "provider", "model"], registry=self.registry))
+        self.tenant_tokens = LabelCache(Counter(
+            "provider_router_tenant_tokens", "Tokens used, by tenant, provider, model and "
+            "kind (prompt or completion).", ["tenant", "provider", "model", "kind"],
+            registry=self.registry))
+        self.budget_rejections = LabelCache(Counter(
+            "provider_router_budget_rejections", "Calls refused because the tenant's budget "
+            "for the period (day or month) was spent.", ["tenant", "period"],
+            registry=self.registry))
+        self.tenant_rate_limited = LabelCache(Counter(
+            "provider_router_tenant_rate_limited", "Calls refused by a tenant's own RPM/TPM.",
+            ["tenant"], registry=self.registry))
+
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics over HTTP on a background thread (prometheus_client's own)."""
         start_http_server(port, addr=host, registry=self.registry)
