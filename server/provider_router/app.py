@@ -46,8 +46,12 @@ from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.tenancy import TenantRouter
 from provider_router.state.base import StateStore
-from provider_router.state.memory import open_state_store
+from provider_router.state.factory import open_state_store
+from provider_router.state.outage_spend import OutageTolerantSpendStore
+from provider_router.state.redis_link import RedisLink
+from provider_router.state.redis_spend import RedisSpendStore
 from provider_router.state.spend import MemorySpendStore, SpendStore
+from provider_router.state.urls import is_redis_url
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
 from provider_router.v1 import router_pb2
@@ -137,6 +141,8 @@ class App:
     health_server: grpc.aio.Server | None = None
     health_port: int = 0
     spend: SpendStore | None = None
+    link: RedisLink | None = None
+    """The process's one connection to Redis ([state] url = redis://...), else None."""
     stopped: bool = False
 
     async def start(self) -> None:
@@ -150,6 +156,7 @@ class App:
         await self.monitor.publish_all()
         self.monitor.start()
         await self.health.serving()
+        await self.health.state_backend(self.link is None or self.link.up)
         log.info("serving on port %d (%d providers, pid %d)", self.port,
                  len(self.registry.snapshot().providers), os.getpid())
 
@@ -177,6 +184,8 @@ class App:
         if self.spend is not None:
             await self.spend.aclose()
         await self.store.aclose()
+        if self.link is not None:
+            await self.link.aclose()
         log.info("stopped")
 
 
@@ -188,7 +197,9 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     if config.autoregister:
         specs = specs + providers_from_env(env, config.providers)
     routing = with_default_target(config.routing, specs)
-    store = open_state_store(config.state.url, config.state.registry_file)
+    link = await open_link(config, env, metrics)
+    store = open_state_store(config.state.url, config.state.registry_file, link,
+                             config.state.key_prefix)
     registry = Registry(store, routing)
     await registry.load(specs)
     if secrets is not None:
@@ -215,13 +226,15 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                     hedge=routing.hedge)
     health = HealthReporter()
     await health.starting()
+    if link is not None:
+        link.add_status_listener(health.state_backend)
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
                             res.health_interval_s, res.probe_timeout_s)
 
     client_keys = _api_keys(env, auth.client_keys_env)
     admin_keys = _api_keys(env, auth.admin_keys_env)
     # Tenants: only when configured is the router wrapped (no tenant work per call otherwise).
-    spend = open_spend_store(config.state.url) if config.tenants else None
+    spend = open_spend_store(config, env, link) if config.tenants else None
     tenant_router = None
     if spend is not None:
         tenant_router = TenantRouter(router, registry, {t.name: t for t in config.tenants},
@@ -257,16 +270,33 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
                        config.server.gc_sweep_interval_s),
-               tls, health_server, health_port, spend)
+               tls, health_server, health_port, spend, link)
 
 
-def open_spend_store(url: str) -> SpendStore:
-    """Tenant spend where the state lives: Redis (global) for redis://, else this process
-    (per replica)."""
-    if url.startswith(("redis://", "rediss://")):
-        from provider_router.state.redis_spend import RedisSpendStore  # the redis extra
-        return RedisSpendStore.from_url(url)
-    return MemorySpendStore()
+def open_spend_store(config: Config, env: Mapping[str, str], link: RedisLink | None
+                     ) -> SpendStore:
+    """Tenant spend where the state lives: Redis (global, and tolerant of its outages) for
+    redis://, else this process (per replica)."""
+    state = config.state
+    if link is None:
+        return MemorySpendStore()
+    password = env.get(state.password_env) if state.password_env else None
+    remote = RedisSpendStore.from_url(state.url, state.key_prefix, password)
+    return OutageTolerantSpendStore(remote, link, state.timeout_s)
+
+
+async def open_link(config: Config, env: Mapping[str, str], metrics: Metrics
+                    ) -> RedisLink | None:
+    """The process's connection to Redis when `[state] url` names one (checked once, so an
+    unreachable Redis is logged at start; the service starts anyway, on its config)."""
+    state = config.state
+    if not is_redis_url(state.url):
+        metrics.state_backend_up.set(1.0)
+        return None
+    password = env.get(state.password_env) if state.password_env else None
+    link = RedisLink.from_url(state.url, password, metrics.state_backend_up)
+    await link.check()
+    return link
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

@@ -35,6 +35,7 @@ from provider_router.provider_config import parse_providers
 from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
 from provider_router.server_tls import TlsFiles, parse_tls_files
+from provider_router.state.urls import check_redis_url, is_redis_url, redacted
 from provider_router.tenant_config import parse_tenants
 from provider_router.tenants import Tenant
 
@@ -89,10 +90,17 @@ class LoggingSettings:
 
 @dataclass(frozen=True, slots=True)
 class StateSettings:
-    """[state]: the state store URI and where runtime registrations persist."""
+    """[state]: the state store URI, where runtime registrations persist, and Redis options."""
 
     url: str = "memory://"
     registry_file: Path | None = None
+    # Redis only: the env var holding the password (never the password itself).
+    password_env: str = ""
+    # Replicas sharing the backend: local fallback limits are limit / replicas while it is down.
+    replicas: int = 1
+    # The hot path's budget for one Redis round trip (seconds).
+    timeout_s: float = 0.005
+    key_prefix: str = "provider-router:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,14 +255,30 @@ def _proxies(env: Mapping[str, str]) -> ProxySettings | None:
         raise ConfigError(exc.variable, "(not shown)", exc.expected) from None
 
 
-def _state(t: Table) -> StateSettings:
-    url = text(t, "url", "memory://")
-    if not url.startswith(("memory://", "redis://", "rediss://")):
-        raise ConfigError("state.url", url, "a memory:// or redis:// URI")
+def _state(t: Table, env: Mapping[str, str]) -> StateSettings:
+    d = StateSettings()
+    url = text(t, "url", d.url)
+    if is_redis_url(url):
+        check_redis_url(url, "state.url")
+    elif not url.startswith("memory://"):
+        raise ConfigError("state.url", redacted(url),
+                          "a memory:// or redis:// (rediss:// for TLS) URI")
     file_value = text(t, "registry_file", DEFAULT_REGISTRY_FILE)
     registry_file = None if file_value in ("", "none") else Path(file_value).expanduser()
+    password_env = text(t, "password_env", d.password_env)
+    if password_env and not env.get(password_env):
+        raise ConfigError("state.password_env", password_env,
+                          "the name of a set, non-empty environment variable")
+    key_prefix = text(t, "key_prefix", d.key_prefix)
+    if not key_prefix or any(c.isspace() for c in key_prefix):
+        raise ConfigError("state.key_prefix", key_prefix, "a non-empty string without spaces")
+    settings = StateSettings(
+        url=url, registry_file=registry_file, password_env=password_env,
+        replicas=int(number(t, "replicas", d.replicas, low=1, integer=True)),
+        timeout_s=number(t, "timeout", d.timeout_s, low=0.0001, high=10.0),
+        key_prefix=key_prefix)
     t.done()
-    return StateSettings(url=url, registry_file=registry_file)
+    return settings
 
 
 def _networks(t: Table, name: str) -> tuple[IpNetwork, ...]:
@@ -311,7 +335,7 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
     return Config(
         server=_server(as_table(raw, "server")),
         logging=log,
-        state=_state(as_table(raw, "state")),
+        state=_state(as_table(raw, "state"), env),
         auth=auth,
         metrics=metrics,
         connectors=_connectors(as_table(raw, "connectors"), env),

@@ -195,6 +195,12 @@ class UnavailableError(RouterError):
         self.attempts = attempts
 
 
+class StateUnavailableError(UnavailableError):
+    """The shared state backend (Redis) cannot be reached, so a change cannot be stored."""
+
+    reason = "STATE_BACKEND_UNAVAILABLE"
+
+
 class NoCandidateError(UnavailableError):
     """The planner found no eligible candidate; says why each one was excluded."""
 

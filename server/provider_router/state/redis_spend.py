@@ -37,12 +37,13 @@ class RedisSpendStore:
         self._owns_client = owns_client
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "provider-router:") -> RedisSpendStore:
-        """A store with its own connection pool to `url`."""
+    def from_url(cls, url: str, prefix: str = "provider-router:",
+                 password: str | None = None) -> RedisSpendStore:
+        """A store with its own connection pool to `url` (password from `[state] password_env`)."""
         # A blocking pool: a burst of calls waits for a connection instead of failing with
         # "Too many connections" (redis-py's plain pool raises at its limit).
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=5, decode_responses=True)
+            url, max_connections=64, timeout=5, decode_responses=True, password=password)
         return cls(aioredis.Redis(connection_pool=pool), prefix, owns_client=True)
 
     def _key(self, tenant: str, period: str) -> str:

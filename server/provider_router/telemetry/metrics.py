@@ -85,9 +85,10 @@ class Metrics:
             ["provider"], registry=self.registry))
         self.providers = Gauge("provider_router_providers", "Registered providers.",
                                registry=self.registry)
-        self.state_store_ok = Gauge("provider_router_state_store_ok",
-                                    "1 while the state store is reachable.",
-                                    registry=self.registry)
+        self.state_backend_up = Gauge(
+            "provider_router_state_backend_up",
+            "1 while the state backend (Redis, or the embedded store) is reachable; 0 while "
+            "the process serves from its last known state.", registry=self.registry)
         self.loop_lag = Histogram(
             "provider_router_event_loop_lag_seconds",
             "How late the event loop ran a timer: time it could not serve anything else.",
