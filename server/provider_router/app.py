@@ -244,8 +244,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                                   config.connectors.proxies))
     cache = _open_cache(config, metrics, link)
     # Without a cache the plain Router serves: the cache costs nothing when it is off.
-    router = Router(*router_args) if cache is None else CachingRouter(
-        cache, config.cache, *router_args)
+    router = Router(*router_args, hedge=routing.hedge) if cache is None else CachingRouter(
+        cache, config.cache, *router_args, hedge=routing.hedge)
     health = HealthReporter()
     await health.starting()
     if link is not None:

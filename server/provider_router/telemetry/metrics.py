@@ -58,6 +58,28 @@ class Metrics:
         self.attempts = LabelCache(Counter(
             "provider_router_attempts", "Provider attempts by outcome.",
             ["provider", "outcome"], registry=self.registry))
+        # Hedged requests (routing/hedge.py): the extra calls, who won, and the spend of the
+        # attempts that lost (never charged to the caller, still paid to the provider).
+        self.hedges = LabelCache(Counter(
+            "provider_router_hedges",
+            "Hedged attempts started: extra upstream calls, by the provider hedged to.",
+            ["provider"], registry=self.registry))
+        self.hedge_races = LabelCache(Counter(
+            "provider_router_hedge_races",
+            "Requests in which a hedge fired, by who answered first: primary, hedge, or "
+            "none (every attempt failed).",
+            ["winner"], registry=self.registry))
+        self.uncharged_tokens = LabelCache(Counter(
+            "provider_router_uncharged_tokens",
+            "Tokens spent at providers but not charged to the caller, by outcome (hedge_lost) "
+            "and kind (prompt, completion); estimated=true for an attempt cancelled before its "
+            "usage was known: its estimated prompt tokens (what it generated is unknown).",
+            ["provider", "outcome", "kind", "estimated"], registry=self.registry))
+        self.uncharged_cost = LabelCache(Counter(
+            "provider_router_uncharged_cost_usd",
+            "USD spent at providers but not charged to the caller, by outcome (hedge_lost); "
+            "from the same (possibly estimated) tokens; unknown prices add nothing.",
+            ["provider", "outcome"], registry=self.registry))
         self.breaker_state = LabelCache(Gauge(
             "provider_router_breaker_open", "1 while a provider's breaker is open.",
             ["provider"], registry=self.registry))
