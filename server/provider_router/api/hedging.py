@@ -19,7 +19,8 @@ def hedge_to_domain(msg: pb.HedgeOptions, add: AddViolation) -> d.HedgePolicy:
     """A request's HedgeOptions as a policy; problems are reported through `add`."""
     if msg.disabled:
         return d.NO_HEDGING
-    after = msg.after.ToTimedelta().total_seconds() if msg.HasField("after") else None
+    # From the fields: ToTimedelta overflows on durations past 999,999,999 days (fuzzer).
+    after = msg.after.seconds + msg.after.nanos / 1e9 if msg.HasField("after") else None
     percentile = msg.after_percentile if msg.HasField("after_percentile") else None
     if after is not None and not 0.0 <= after <= MAX_AFTER_S:
         add(f"{_FIELD}.after", f"must be between 0 and {MAX_AFTER_S:g} seconds")
