@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import signal
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
@@ -18,13 +19,15 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from provider_router.api.health import SERVICE_NAME, HealthReporter
 from provider_router.api.interceptors import AuthInterceptor, Observer
 from provider_router.api.servicer import RouterServicer
 from provider_router.autoregister import providers_from_env
 from provider_router.config import Config
-from provider_router.connectors.factory import resolve_api_key
+from provider_router.connectors.factory import create_connector, resolve_api_key
+from provider_router.connectors.traced import traced_factory
 from provider_router.domain import ProviderSpec
 from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
@@ -40,10 +43,13 @@ from provider_router.routing.registry import Registry
 from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
+from provider_router.routing.traced import TracedPlanner
 from provider_router.state.base import StateStore
 from provider_router.state.memory import open_state_store
+from provider_router.telemetry.access import CallLog
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
+from provider_router.telemetry.tracing import Tracing, tracing_from_env
 from provider_router.v1 import router_pb2
 
 log = logging.getLogger(__name__)
@@ -121,6 +127,7 @@ class App:
     monitor: HealthMonitor
     lag_probe: LoopLagProbe
     gc_pacer: GcPacer
+    tracing: Tracing | None = None
     stopped: bool = False
 
     async def start(self) -> None:
@@ -151,13 +158,23 @@ class App:
         self.gc_pacer.stop()
         await self.pool.aclose()
         await self.store.aclose()
+        if self.tracing is not None:
+            # Flushes the batch exporter's queue: blocking, so off the event loop.
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("stopped")
 
 
 async def create_app(config: Config, env: Mapping[str, str], listen: str | None = None,
-                     secrets: SecretIndex | None = None) -> App:
-    """Build the whole service from config, bound to `listen` but not started."""
+                     secrets: SecretIndex | None = None,
+                     span_exporter: SpanExporter | None = None) -> App:
+    """Build the whole service from config, bound to `listen` but not started.
+
+    Tracing is on when the OTEL_* variables of `env` configure an exporter, or when
+    `span_exporter` is given (tests); then traced twins of the planner, connectors and HTTP
+    client are wired in place of the plain ones (telemetry/tracing.py).
+    """
     metrics = Metrics()
+    tracing = tracing_from_env(env, span_exporter)
     specs = config.providers
     if config.autoregister:
         specs = specs + providers_from_env(env, config.providers)
@@ -171,11 +188,17 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     res = config.resilience
     resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng)
     gate = RouterGate(registry, env, resilience.breakers, resilience.limiter)
-    pool = ConnectorPool(config.connectors)
+    if tracing is None:
+        pool = ConnectorPool(config.connectors)
+        planner = Planner(registry, routing, rng, gate)
+    else:
+        pool = ConnectorPool(replace(config.connectors, tracing=tracing),
+                             traced_factory(create_connector, tracing))
+        planner = TracedPlanner(registry, routing, rng, gate, tracing)
     status = ProviderStatusView(registry, gate, resilience.breakers)
     # Only providers from the config file and the environment are trusted key owners.
     key_policy = KeyReferencePolicy(config.auth.register_key_envs, specs)
-    router = Router(registry, Planner(registry, routing, rng, gate), pool, resilience, status,
+    router = Router(registry, planner, pool, resilience, status,
                     metrics, env, key_policy, routing.default_completion_tokens)
     health = HealthReporter()
     await health.starting()
@@ -193,7 +216,9 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
     )
-    servicer = RouterServicer(router, Observer(metrics), config.server.default_deadline_s)
+    calls = CallLog(metrics, sys.stderr.buffer if config.logging.access else None, tracing)
+    observer = Observer(metrics, calls, tracing, content=config.logging.content)
+    servicer = RouterServicer(router, observer, config.server.default_deadline_s)
     servicer.add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if config.server.reflection:
@@ -208,10 +233,11 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     if port == 0:
         raise ConfigError("server.listen", address, "an address this process can bind (in use?)")
     metrics.providers.set(len(registry.snapshot().providers))
+    metrics.state_store_ok.set(1.0)  # the embedded store cannot be unreachable
     return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
                LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
-                       config.server.gc_sweep_interval_s))
+                       config.server.gc_sweep_interval_s), tracing)
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

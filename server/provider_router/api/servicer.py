@@ -83,7 +83,7 @@ class RouterServicer:
         self._default_deadline_s = default_deadline_s
         # Each RPC runs inside the observer (request id, metrics, error → status).
         self.Route = observer.unary("Route", self._route)
-        self.Chat = observer.unary("Chat", self._chat)
+        self.Chat = observer.answer("Chat", self._chat, convert.chat_response_to_proto)
         self.StreamChat = observer.stream("StreamChat", self._stream_events,
                                           convert.stream_event_to_proto)
         self.Register = observer.unary("Register", self._register)
@@ -107,11 +107,9 @@ class RouterServicer:
         domain_request, at = convert.route_to_domain(request)
         return convert.decision_to_proto(self._router.route(domain_request, at))
 
-    async def _chat(self, request: pb.ChatRequest, context: Context, request_id: str
-                    ) -> pb.ChatResponse:
+    async def _chat(self, request: pb.ChatRequest, context: Context) -> d.ChatResponse:
         domain_request = convert.chat_to_domain(request, stream=False)
-        response = await self._router.chat(domain_request, self._deadline(context))
-        return convert.chat_response_to_proto(response, request_id)
+        return await self._router.chat(domain_request, self._deadline(context))
 
     def _stream_events(self, request: pb.StreamChatRequest, context: Context
                        ) -> AsyncIterator[d.RouterStreamEvent]:

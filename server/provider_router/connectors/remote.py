@@ -62,8 +62,14 @@ class RemoteConnector:
         self.settings = settings
         self._protocol = protocol
         timeouts = PhaseTimeouts.resolve(spec.timeouts, settings.default_timeouts)
-        self._http = HttpClient(spec.name, timeouts, protocol.map_error,
-                                max_idle=spec.max_concurrent)
+        if settings.tracing is None:
+            self._http = HttpClient(spec.name, timeouts, protocol.map_error,
+                                    max_idle=spec.max_concurrent)
+        else:
+            # Imported only when tracing is on: the OpenTelemetry SDK is not loaded otherwise.
+            from provider_router.connectors.traced import TracedHttpClient
+            self._http = TracedHttpClient(settings.tracing, spec.name, timeouts,
+                                          protocol.map_error, max_idle=spec.max_concurrent)
 
     async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
         """Complete the request in one call."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
 from provider_router.errors import ProviderUnavailableError
+
+if TYPE_CHECKING:
+    from provider_router.telemetry.tracing import Tracing
 
 DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=30.0, idle=30.0, total=300.0)
 """Per-phase timeouts used when neither the provider spec nor the config sets one."""
@@ -42,6 +46,8 @@ class ConnectorSettings:
     anthropic_version: str = "2023-06-01"
     # The environment holds every API key; it must never show up in a repr or a log line.
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Set by the composition root only while tracing is on (telemetry/tracing.py).
+    tracing: Tracing | None = field(default=None, repr=False, compare=False)
 
 
 def resolve_api_key(spec: ProviderSpec, env: Mapping[str, str]) -> Secret | None:

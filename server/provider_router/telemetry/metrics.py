@@ -3,6 +3,10 @@
 Every labelled metric sits behind a LabelCache: prometheus_client's `labels()` validates and
 stringifies the values and takes a lock on each call (about 2 µs); the cache turns the
 steady-state lookup into one dict hit on a tuple of the label values.
+
+Names follow Prometheus conventions (`promtool check metrics` is clean, see
+tests/integration/test_metrics_scrape.py): base units (seconds, USD), `_total` on counters
+(prometheus_client appends it), one metric per quantity with its dimensions as labels.
 """
 
 from __future__ import annotations
@@ -17,12 +21,26 @@ LOOP_LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.
                     1.0, 2.5)
 """Edges fine around 50 ms, the stall threshold the benchmark holds the server to."""
 
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+"""RPC and upstream latency: from a cached millisecond to a two-minute completion."""
+
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 1.0)
+"""The router's own share of a call: sub-millisecond when healthy, so the edges start low."""
+
+BREAKER_STATES = ("closed", "open", "half_open")
+"""Values of the `state` label of provider_router_breaker_state (one is 1, the others 0)."""
+
 
 class Labelled(Protocol):
     """A prometheus_client metric with labels."""
 
     def labels(self: M, *values: str) -> M:
         """The child for these label values."""
+        ...
+
+    def remove(self, *values: str) -> None:
+        """Drop the child for these label values."""
         ...
 
 
@@ -42,43 +60,94 @@ class LabelCache(Generic[M]):
             child = self._children[values] = self.metric.labels(*values)
         return child
 
+    def remove(self, *values: str) -> None:
+        """Drop the child for these label values, from the cache and the exposition."""
+        if self._children.pop(values, None) is not None:
+            self.metric.remove(*values)
+
 
 class Metrics:
     """The service's metrics on a private registry, exposed when a port is configured."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = registry = CollectorRegistry()
+        # --- RPCs ---------------------------------------------------------------------------
         self.rpcs = LabelCache(Counter(
-            "provider_router_rpcs", "RPCs handled, by method and status code.",
-            ["method", "code"], registry=self.registry))
+            "provider_router_rpcs", "RPCs handled, by method and gRPC status code.",
+            ["method", "code"], registry=registry))
         self.rpc_seconds = LabelCache(Histogram(
-            "provider_router_rpc_seconds", "RPC latency by method.", ["method"],
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-            registry=self.registry))
+            "provider_router_rpc_seconds", "RPC latency by method, as the server saw it.",
+            ["method"], buckets=LATENCY_BUCKETS, registry=registry))
+        self.overhead_seconds = LabelCache(Histogram(
+            "provider_router_overhead_seconds",
+            "Time a successful Chat or StreamChat spent in the router rather than waiting for "
+            "providers: its latency less the duration of every upstream attempt.",
+            ["method"], buckets=OVERHEAD_BUCKETS, registry=registry))
+        self.open_streams = Gauge(
+            "provider_router_open_streams", "StreamChat calls in progress.", registry=registry)
+        # --- upstream -----------------------------------------------------------------------
         self.attempts = LabelCache(Counter(
-            "provider_router_attempts", "Provider attempts by outcome.",
-            ["provider", "outcome"], registry=self.registry))
+            "provider_router_attempts", "Provider attempts by provider, model and outcome "
+            "(skipped: breaker open or a local limit reached).",
+            ["provider", "model", "outcome"], registry=registry))
+        self.upstream_seconds = LabelCache(Histogram(
+            "provider_router_upstream_seconds",
+            "Duration of each attempt made at a provider (whole answer; whole stream).",
+            ["provider", "model"], buckets=LATENCY_BUCKETS, registry=registry))
+        self.ttft_seconds = LabelCache(Histogram(
+            "provider_router_time_to_first_token_seconds",
+            "StreamChat: time from the call's arrival to the first delta sent to the caller.",
+            ["provider", "model"], buckets=LATENCY_BUCKETS, registry=registry))
+        self.tokens = LabelCache(Counter(
+            "provider_router_tokens", "Tokens of answered calls, by provider, model and "
+            "direction (input: prompt, output: completion).",
+            ["provider", "model", "direction"], registry=registry))
+        self.cost_usd = LabelCache(Counter(
+            "provider_router_cost_usd", "Spend of answered calls in US dollars, at the "
+            "configured prices (calls to models without a price add nothing).",
+            ["provider", "model"], registry=registry))
+        self.limiter_rejections = LabelCache(Counter(
+            "provider_router_limiter_rejections", "Attempts a local limit turned away, by "
+            "provider and limit (rate: rpm/tpm; concurrency: max_concurrent).",
+            ["provider", "limit"], registry=registry))
+        # --- providers ----------------------------------------------------------------------
         self.breaker_state = LabelCache(Gauge(
-            "provider_router_breaker_open", "1 while a provider's breaker is open.",
-            ["provider"], registry=self.registry))
+            "provider_router_breaker_state", "Circuit breaker state per provider: 1 for the "
+            "current state (closed, open, half_open), 0 for the others.",
+            ["provider", "state"], registry=registry))
+        self.provider_up = LabelCache(Gauge(
+            "provider_router_provider_up", "1 while a provider is served to callers (enabled, "
+            "key present, probe passing, breaker not open), else 0.",
+            ["provider"], registry=registry))
         self.providers = Gauge("provider_router_providers", "Registered providers.",
-                               registry=self.registry)
+                               registry=registry)
         self.state_store_ok = Gauge("provider_router_state_store_ok",
-                                    "1 while the state store is reachable.",
-                                    registry=self.registry)
+                                    "1 while the state store is reachable.", registry=registry)
+        # --- the process --------------------------------------------------------------------
         self.loop_lag = Histogram(
             "provider_router_event_loop_lag_seconds",
             "How late the event loop ran a timer: time it could not serve anything else.",
-            buckets=LOOP_LAG_BUCKETS, registry=self.registry)
+            buckets=LOOP_LAG_BUCKETS, registry=registry)
         self.gc_sweeps = Histogram(
             "provider_router_gc_sweep_seconds",
             "Full garbage-collector sweeps of the paced heap (see gc_pacer.py): the one pause "
             "that grows with the number of live objects.",
-            buckets=LOOP_LAG_BUCKETS, registry=self.registry)
+            buckets=LOOP_LAG_BUCKETS, registry=registry)
         self.loop_stalls = Counter(
             "provider_router_event_loop_stalls",
             "Times the event loop was blocked longer than the stall threshold.",
-            registry=self.registry)
+            registry=registry)
+
+    def set_breaker(self, provider: str, state: str) -> None:
+        """Mark `state` (one of BREAKER_STATES) as the provider's current breaker state."""
+        for name in BREAKER_STATES:
+            self.breaker_state.labels(provider, name).set(1.0 if name == state else 0.0)
+
+    def forget_provider(self, provider: str) -> None:
+        """Drop the per-provider gauges of a removed provider (counters keep their totals)."""
+        for name in BREAKER_STATES:
+            self.breaker_state.remove(provider, name)
+        self.provider_up.remove(provider)
 
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics over HTTP on a background thread (prometheus_client's own)."""
