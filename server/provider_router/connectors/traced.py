@@ -55,7 +55,12 @@ class TracedConnector:
                     if isinstance(event, StreamFinish):
                         tracing.attempt_answered(span, event.model or request.model,
                                                  event.usage)
-                    elif first:
+                        # The consumer stops at the finish event (closing this generator):
+                        # that ends a successful attempt, not an interrupted one.
+                        with contextlib.suppress(GeneratorExit):
+                            yield event
+                        return
+                    if first:
                         first = False
                         span.add_event("gen_ai.first_token")
                     yield event
