@@ -158,6 +158,8 @@ class App:
         self.gc_pacer.stop()
         await self.pool.aclose()
         await self.store.aclose()
+        # Blocks until the exposition thread's loop notices (up to half a second).
+        await asyncio.to_thread(self.metrics.close)
         if self.tracing is not None:
             # Flushes the batch exporter's queue: blocking, so off the event loop.
             await asyncio.to_thread(self.tracing.shutdown)

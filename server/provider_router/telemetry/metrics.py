@@ -12,6 +12,7 @@ tests/integration/test_metrics_scrape.py): base units (seconds, USD), `_total` o
 from __future__ import annotations
 
 from typing import Generic, Protocol, TypeVar
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -71,6 +72,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
+        self._server: WSGIServer | None = None
         # --- RPCs ---------------------------------------------------------------------------
         self.rpcs = LabelCache(Counter(
             "provider_router_rpcs", "RPCs handled, by method and gRPC status code.",
@@ -151,4 +153,11 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics over HTTP on a background thread (prometheus_client's own)."""
-        start_http_server(port, addr=host, registry=self.registry)
+        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+
+    def close(self) -> None:
+        """Stop serving /metrics (at shutdown)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
