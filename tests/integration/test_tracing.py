@@ -21,7 +21,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from provider_router.app import App, create_app
 from provider_router.config import load_config
 from provider_router.telemetry.tracing import tracing_from_env
-from provider_router.v1 import router_pb2 as pb
 from provider_router.v1 import router_pb2_grpc
 from tests.fakes.base import FakeUpstream, Fault
 from tests.integration.chaos import ENV, Upstream, chat_request, config, stream_request

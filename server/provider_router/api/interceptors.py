@@ -30,6 +30,7 @@ from provider_router.errors import RouterError
 from provider_router.telemetry.access import CallLog
 from provider_router.telemetry.logging import REQUEST_ID
 from provider_router.telemetry.metrics import Metrics
+from provider_router.v1 import router_pb2 as pb
 
 if TYPE_CHECKING:
     from provider_router.telemetry.tracing import Tracing
@@ -77,7 +78,8 @@ def _status(error: Exception) -> tuple[grpc.StatusCode, status_pb2.Status]:
 
 def _prompt(request: Any) -> dict[str, object]:
     """The request's messages for an access line with `[logging] content = true`."""
-    return {"prompt": [{"role": m.role, "content": m.content} for m in request.messages]}
+    return {"prompt": [{"role": pb.Role.Name(m.role).removeprefix("ROLE_").lower(),
+                        "content": m.content} for m in request.messages]}
 
 
 class Observer:
