@@ -70,23 +70,23 @@ class CallLog:
     def _answered(self, method: str, elapsed_s: float, answer: Answer) -> None:
         metrics, provider, model = self._metrics, answer.provider, answer.model
         usage = _usage(answer)
-        metrics.tokens.labels(provider, model, "input").inc(usage.prompt_tokens)
-        metrics.tokens.labels(provider, model, "output").inc(usage.completion_tokens)
+        metrics.tokens.inc((provider, model, "input"), usage.prompt_tokens)
+        metrics.tokens.inc((provider, model, "output"), usage.completion_tokens)
         if answer.cost_usd:
-            metrics.cost_usd.labels(provider, model).inc(answer.cost_usd)
+            metrics.cost_usd.inc((provider, model), answer.cost_usd)
         upstream = 0.0
         for attempt in answer.attempts:
             upstream += attempt.duration_s
-        metrics.overhead_seconds.labels(method).observe(max(0.0, elapsed_s - upstream))
+        metrics.overhead_seconds.observe((method,), max(0.0, elapsed_s - upstream))
         if type(answer) is d.StreamEnded:
-            metrics.ttft_seconds.labels(provider, model).observe(answer.time_to_first_token_s)
+            metrics.ttft_seconds.observe((provider, model), answer.time_to_first_token_s)
 
     def _attempted(self, attempts: tuple[d.Attempt, ...]) -> None:
         metrics = self._metrics
         for attempt in attempts:
             if attempt.outcome is not d.AttemptOutcome.SKIPPED:
-                metrics.upstream_seconds.labels(attempt.provider, attempt.model).observe(
-                    attempt.duration_s)
+                metrics.upstream_seconds.observe((attempt.provider, attempt.model),
+                                                 attempt.duration_s)
                 continue
             limit = _LIMIT_REASONS.get(attempt.reason)
             if limit is not None:

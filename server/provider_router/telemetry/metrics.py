@@ -16,6 +16,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from provider_router.telemetry.loop_metrics import LoopMetrics
+
 M = TypeVar("M", bound="Labelled")
 
 LOOP_LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
@@ -80,11 +82,13 @@ class Metrics:
         self.rpc_seconds = LabelCache(Histogram(
             "provider_router_rpc_seconds", "RPC latency by method, as the server saw it.",
             ["method"], buckets=LATENCY_BUCKETS, registry=registry))
-        self.overhead_seconds = LabelCache(Histogram(
+        # Written per call by the event loop only: the cheap kind (telemetry/loop_metrics.py).
+        loop = LoopMetrics(registry)
+        self.overhead_seconds = loop.histogram(
             "provider_router_overhead_seconds",
             "Time a successful Chat or StreamChat spent in the router rather than waiting for "
             "providers: its latency less the duration of every upstream attempt.",
-            ["method"], buckets=OVERHEAD_BUCKETS, registry=registry))
+            ["method"], OVERHEAD_BUCKETS)
         self.open_streams = Gauge(
             "provider_router_open_streams", "StreamChat calls in progress.", registry=registry)
         # --- upstream -----------------------------------------------------------------------
@@ -92,22 +96,22 @@ class Metrics:
             "provider_router_attempts", "Provider attempts by provider, model and outcome "
             "(skipped: breaker open or a local limit reached).",
             ["provider", "model", "outcome"], registry=registry))
-        self.upstream_seconds = LabelCache(Histogram(
+        self.upstream_seconds = loop.histogram(
             "provider_router_upstream_seconds",
             "Duration of each attempt made at a provider (whole answer; whole stream).",
-            ["provider", "model"], buckets=LATENCY_BUCKETS, registry=registry))
-        self.ttft_seconds = LabelCache(Histogram(
+            ["provider", "model"], LATENCY_BUCKETS)
+        self.ttft_seconds = loop.histogram(
             "provider_router_time_to_first_token_seconds",
             "StreamChat: time from the call's arrival to the first delta sent to the caller.",
-            ["provider", "model"], buckets=LATENCY_BUCKETS, registry=registry))
-        self.tokens = LabelCache(Counter(
+            ["provider", "model"], LATENCY_BUCKETS)
+        self.tokens = loop.counter(
             "provider_router_tokens", "Tokens of answered calls, by provider, model and "
             "direction (input: prompt, output: completion).",
-            ["provider", "model", "direction"], registry=registry))
-        self.cost_usd = LabelCache(Counter(
+            ["provider", "model", "direction"])
+        self.cost_usd = loop.counter(
             "provider_router_cost_usd", "Spend of answered calls in US dollars, at the "
             "configured prices (calls to models without a price add nothing).",
-            ["provider", "model"], registry=registry))
+            ["provider", "model"])
         self.limiter_rejections = LabelCache(Counter(
             "provider_router_limiter_rejections", "Attempts a local limit turned away, by "
             "provider and limit (rate: rpm/tpm; concurrency: max_concurrent).",
