@@ -180,3 +180,15 @@ def test_the_exporter_follows_the_otlp_protocol_variable() -> None:
                                         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     assert isinstance(grpc_exporter, GrpcExporter)
     grpc_exporter.shutdown()
+
+
+def test_a_bad_otlp_variable_is_a_config_error_naming_it() -> None:
+    from provider_router.errors import ConfigError
+    from provider_router.telemetry.tracing import check_tracing_env
+
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        check_tracing_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                           "OTEL_EXPORTER_OTLP_PROTOCOL": "udp"})
+    with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER"):
+        check_tracing_env({"OTEL_TRACES_EXPORTER": "zipkin"})
+    check_tracing_env({})  # off: nothing to refuse

@@ -291,6 +291,14 @@ def _exporter_from_env(env: Mapping[str, str]) -> SpanExporter | None:
     return HttpExporter(endpoint=specific or generic.rstrip("/") + "/v1/traces")
 
 
+def check_tracing_env(env: Mapping[str, str]) -> None:
+    """Raise ConfigError for OTEL_* tracing variables the server would refuse at start."""
+    if _enabled(env):
+        exporter = _exporter_from_env(env)
+        if exporter is not None:
+            exporter.shutdown()
+
+
 def tracing_from_env(env: Mapping[str, str], exporter: SpanExporter | None = None
                      ) -> Tracing | None:
     """Tracing as the OTEL_* variables configure it, or None when it is off.
