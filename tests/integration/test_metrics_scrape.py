@@ -106,3 +106,19 @@ async def test_the_scrape_counts_the_calls_by_method_code_provider_and_outcome(
     assert value(scrape, "provider_router_providers") == 2
     assert value(scrape, "provider_router_event_loop_lag_seconds_count") > 0
     await router.app.shutdown(drain_delay_s=0, grace_s=0)
+
+
+async def test_an_unregistered_provider_leaves_the_gauges(start_router: StartRouter,
+                                                          fakes: Fakes) -> None:
+    from provider_router.v1 import router_pb2 as pb
+
+    primary, backup = await fakes(), await fakes()
+    router = await serve(start_router, [Upstream("primary", fake=primary),
+                                        Upstream("backup", fake=backup)])
+    await router.stub.Unregister(pb.UnregisterRequest(name="backup"), timeout=10)
+    registry = router.app.metrics.registry
+    assert registry.get_sample_value("provider_router_providers") == 1
+    assert registry.get_sample_value("provider_router_provider_up", {"provider": "backup"}) is None
+    assert registry.get_sample_value("provider_router_breaker_state",
+                                     {"provider": "backup", "state": "closed"}) is None
+    assert registry.get_sample_value("provider_router_provider_up", {"provider": "primary"}) == 1

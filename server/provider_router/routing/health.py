@@ -66,6 +66,7 @@ class HealthMonitor:
             self._spawn(self._publish(spec.name, self._serving(spec)))
 
     def _provider_changed(self, old: ProviderSpec | None, new: ProviderSpec | None) -> None:
+        self._metrics.providers.set(len(self._registry.snapshot().providers))
         if new is not None:
             self._metrics.set_breaker(new.name, self._breakers.state(new.name))
             self._spawn(self._publish(new.name, self._serving(new)))
