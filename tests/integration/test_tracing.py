@@ -8,6 +8,7 @@ the caller's `traceparent` names, and the provider must receive our own `tracepa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -192,3 +193,37 @@ def test_a_bad_otlp_variable_is_a_config_error_naming_it() -> None:
     with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER"):
         check_tracing_env({"OTEL_TRACES_EXPORTER": "zipkin"})
     check_tracing_env({})  # off: nothing to refuse
+
+
+async def test_a_stream_that_fails_over_and_one_the_caller_leaves_keep_a_clean_tree(
+        traced: Callable[[], Awaitable[Traced]], caplog: pytest.LogCaptureFixture) -> None:
+    stub, exporter, primary, _ = await traced()
+    primary.fail(Fault(status=500))
+    events = [e async for e in stub.StreamChat(stream_request(), timeout=10)]
+    assert events[-1].end.provider == "backup"
+    spans = list(exporter.get_finished_spans())
+    server = _one(spans, "provider_router.v1.RouterService/StreamChat")
+    route, first, second = _children(spans, server)
+    assert route.name == "route"
+    assert (first.attributes["provider_router.outcome"],
+            second.attributes["provider_router.outcome"]) == ("provider_error", "success")
+    assert second.attributes["provider_router.attempt.kind"] == "failover"
+
+    # A caller that hangs up mid-stream: the spans still end, nested as before.
+    exporter.clear()
+    primary.fail(Fault(chunk_delay=0.2))
+    call = stub.StreamChat(stream_request(), timeout=10)
+    async for event in call:
+        if event.WhichOneof("event") == "delta":
+            call.cancel()
+            break
+    for _ in range(100):
+        if any(s.name.endswith("/StreamChat") for s in exporter.get_finished_spans()):
+            break
+        await asyncio.sleep(0.05)
+    spans = list(exporter.get_finished_spans())
+    server = _one(spans, "provider_router.v1.RouterService/StreamChat")
+    assert server.attributes["rpc.grpc.status_code"] == "CANCELLED"
+    (attempt,) = [s for s in _children(spans, server) if s.name.startswith("chat ")]
+    assert attempt.attributes["provider_router.outcome"] in {"cancelled", "closed"}
+    assert not [r for r in caplog.records if "detach" in r.getMessage().lower()]

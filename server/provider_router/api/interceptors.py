@@ -10,6 +10,7 @@ of three interceptor layers, with its metric children looked up once per method.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import itertools
@@ -257,13 +258,13 @@ class Observer:
             return plain
 
         async def traced(request: Req, context: Context) -> AsyncIterator[Resp]:
-            with tracing.server_span(method, context.invocation_metadata()):
-                messages = plain(request, context)
-                try:
-                    async for message in messages:
+            # The span is current only while each message is produced (Tracing.stepped):
+            # gRPC may leave this generator to be closed by another task.
+            with tracing.stream_server_span(method, context.invocation_metadata()) as span:
+                messages = tracing.stepped(span, plain(request, context), trail=True)
+                async with contextlib.aclosing(messages) as stream:
+                    async for message in stream:
                         yield message
-                finally:
-                    await messages.aclose()  # type: ignore[attr-defined]
 
         traced.__name__ = traced.__qualname__ = method
         return traced

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 
+from opentelemetry.trace import Span
+
 from provider_router.connectors.base import Connector
 from provider_router.connectors.http import HttpCall, HttpClient
 from provider_router.connectors.settings import ConnectorSettings
@@ -48,10 +50,11 @@ class TracedConnector:
                      ) -> AsyncGenerator[StreamEvent, None]:
         """The inner stream inside an attempt span, with the first delta as an event."""
         tracing = self._tracing
-        with tracing.attempt_span(self._spec, request.model) as span:
+        with tracing.attempt_span(self._spec, request.model, current=False) as span:
             first = True
-            async with contextlib.aclosing(self._inner.stream(request, deadline)) as events:
-                async for event in events:
+            events = tracing.stepped(span, self._inner.stream(request, deadline))
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
                     if isinstance(event, StreamFinish):
                         tracing.attempt_answered(span, event.model or request.model,
                                                  event.usage)
@@ -90,24 +93,26 @@ class TracedHttpClient(HttpClient):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._tracing = tracing
 
-    def _span(self, call: HttpCall) -> contextlib.AbstractContextManager[object]:
+    def _span(self, call: HttpCall, current: bool = True
+              ) -> contextlib.AbstractContextManager[Span]:
         target = self._target(call.url)
         return self._tracing.http_span(call.method, call.url, target.origin.host,
-                                       target.origin.port)
+                                       target.origin.port, current=current)
 
-    def _propagating(self, call: HttpCall) -> HttpCall:
-        return HttpCall(call.method, call.url, self._tracing.inject(call.headers), call.body)
+    def _propagating(self, call: HttpCall, span: Span) -> HttpCall:
+        return HttpCall(call.method, call.url, self._tracing.inject(call.headers, span),
+                        call.body)
 
     async def request_json(self, call: HttpCall, deadline: Deadline) -> JsonValue:
         """A unary call inside an HTTP span."""
-        with self._span(call):
-            return await super().request_json(self._propagating(call), deadline)
+        with self._span(call) as span:
+            return await super().request_json(self._propagating(call, span), deadline)
 
     async def stream(self, call: HttpCall, deadline: Deadline,
                      decoder: StreamDecoder) -> AsyncGenerator[StreamEvent, None]:
         """A streaming call inside an HTTP span (open until the stream ends)."""
-        with self._span(call):
-            events = super().stream(self._propagating(call), deadline, decoder)
-            async with contextlib.aclosing(events) as stream:
+        with self._span(call, current=False) as span:
+            events = super().stream(self._propagating(call, span), deadline, decoder)
+            async with contextlib.aclosing(self._tracing.stepped(span, events)) as stream:
                 async for event in stream:
                     yield event

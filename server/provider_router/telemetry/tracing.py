@@ -28,10 +28,12 @@ attempt span and on the StreamChat server span.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -48,6 +50,7 @@ from provider_router import domain as d
 from provider_router.errors import ConfigError, ProviderError
 
 SERVICE = "provider_router.v1.RouterService"
+T = TypeVar("T")
 
 GEN_AI_SYSTEMS: Mapping[d.ProviderKind, str] = {
     d.ProviderKind.OPENAI: "openai",
@@ -90,18 +93,60 @@ class Tracing:
     @contextmanager
     def server_span(self, method: str, metadata: Iterable[tuple[str, object]] | None
                     ) -> Iterator[Span]:
-        """The RPC's span, a child of the caller's span when its metadata carries one."""
-        carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
-        parent = self._propagator.extract(carrier)
-        with self.tracer.start_as_current_span(
-                f"{SERVICE}/{method}", context=parent, kind=SpanKind.SERVER,
-                attributes={"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": method},
-                record_exception=False, set_status_on_exception=False) as span:
+        """The RPC's span, a child of the caller's span when its metadata carries one, and
+        current inside the block (for a unary RPC; a stream uses `stream_server_span`)."""
+        with self.stream_server_span(method, metadata) as span, \
+                trace.use_span(span, record_exception=False, set_status_on_exception=False):
             token = TRAIL.set(AttemptTrail())
             try:
                 yield span
             finally:
                 TRAIL.reset(token)
+
+    @contextmanager
+    def stream_server_span(self, method: str, metadata: Iterable[tuple[str, object]] | None
+                           ) -> Iterator[Span]:
+        """The RPC's span, not made current: iterate the stream with `stepped`."""
+        carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
+        span = self.tracer.start_span(
+            f"{SERVICE}/{method}", context=self._propagator.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": SERVICE, "rpc.method": method})
+        try:
+            yield span
+        finally:
+            span.end()
+
+    async def stepped(self, span: Span, events: AsyncIterator[T], trail: bool = False
+                      ) -> AsyncGenerator[T, None]:
+        """`events` with `span` current while each next event is produced, never across a
+        yield (and a fresh attempt trail with `trail`, for a server span).
+
+        A context attached in an async generator and detached after a later yield breaks
+        when the generator is finalized elsewhere (a caller that hangs up leaves gRPC's
+        stream generator to the loop's finalizer, another task and context): so each step
+        attaches and detaches on its own, and the close too.
+        """
+        current = trace.set_span_in_context(span)
+        trail_of_rpc = AttemptTrail() if trail else TRAIL.get()
+        try:
+            while True:
+                token, trail_token = otel_context.attach(current), TRAIL.set(trail_of_rpc)
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    TRAIL.reset(trail_token)
+                    otel_context.detach(token)
+                yield event
+        finally:
+            token, trail_token = otel_context.attach(current), TRAIL.set(trail_of_rpc)
+            try:
+                await events.aclose()  # type: ignore[attr-defined]
+            finally:
+                TRAIL.reset(trail_token)
+                otel_context.detach(token)
 
     def trace_id(self) -> str:
         """The current trace id as 32 hex digits ("" outside a span)."""
@@ -172,8 +217,10 @@ class Tracing:
     # --- attempts -----------------------------------------------------------------------------
 
     @contextmanager
-    def attempt_span(self, spec: d.ProviderSpec, model: str) -> Iterator[Span]:
-        """One attempt at a provider; says whether it is a retry or a failover, and why."""
+    def attempt_span(self, spec: d.ProviderSpec, model: str, *, current: bool = True
+                     ) -> Iterator[Span]:
+        """One attempt at a provider; says whether it is a retry or a failover, and why.
+        `current=False` for a stream's (iterate it with `stepped`)."""
         trail = TRAIL.get()
         attributes: dict[str, str | int] = {
             "gen_ai.operation.name": "chat", "gen_ai.system": GEN_AI_SYSTEMS[spec.kind],
@@ -187,21 +234,21 @@ class Tracing:
                 attributes["provider_router.attempt.after"] = trail.failure
             else:
                 attributes["provider_router.attempt.kind"] = "first"
-        with self.tracer.start_as_current_span(
-                f"chat {model}", attributes=attributes, record_exception=False,
-                set_status_on_exception=False) as span:
-            if trail is not None:
-                trail.count += 1
-                trail.provider = spec.name
-                trail.failure = ""
-            try:
+            trail.count += 1
+            trail.provider = spec.name
+            trail.failure = ""
+        span = self.tracer.start_span(f"chat {model}", attributes=attributes)
+        try:
+            with _current(span, current):
                 yield span
-            except ProviderError as error:
-                self._attempt_failed(span, error, trail)
-                raise
-            except BaseException as error:  # cancelled, or closed early by the caller
-                span.set_attribute("provider_router.outcome", _interrupted(error))
-                raise
+        except ProviderError as error:
+            self._attempt_failed(span, error, trail)
+            raise
+        except BaseException as error:  # cancelled, or closed early by the caller
+            span.set_attribute("provider_router.outcome", _interrupted(error))
+            raise
+        finally:
+            span.end()
 
     @staticmethod
     def _attempt_failed(span: Span, error: ProviderError, trail: AttemptTrail | None) -> None:
@@ -224,31 +271,42 @@ class Tracing:
     # --- the upstream HTTP call ----------------------------------------------------------------
 
     @contextmanager
-    def http_span(self, method: str, url: str, host: str, port: int) -> Iterator[Span]:
-        """The HTTP request to a provider (CLIENT); the URL is logged without its query."""
-        with self.tracer.start_as_current_span(
-                method, kind=SpanKind.CLIENT, record_exception=False,
-                set_status_on_exception=False,
-                attributes={"http.request.method": method, "url.full": url.split("?", 1)[0],
-                            "server.address": host, "server.port": port}) as span:
-            try:
+    def http_span(self, method: str, url: str, host: str, port: int, *, current: bool = True
+                  ) -> Iterator[Span]:
+        """The HTTP request to a provider (CLIENT); the URL is logged without its query.
+        `current=False` for a stream's (iterate it with `stepped`)."""
+        span = self.tracer.start_span(
+            method, kind=SpanKind.CLIENT,
+            attributes={"http.request.method": method, "url.full": url.split("?", 1)[0],
+                        "server.address": host, "server.port": port})
+        try:
+            with _current(span, current):
                 yield span
-            except ProviderError as error:
-                span.set_status(Status(StatusCode.ERROR, error.reason))
-                span.set_attribute("error.type", error.reason)
-                if error.status_code:
-                    span.set_attribute("http.response.status_code", error.status_code)
-                raise
+        except ProviderError as error:
+            span.set_status(Status(StatusCode.ERROR, error.reason))
+            span.set_attribute("error.type", error.reason)
+            if error.status_code:
+                span.set_attribute("http.response.status_code", error.status_code)
+            raise
+        finally:
+            span.end()
 
-    def inject(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """`headers` plus the current span's `traceparent` (and `tracestate`)."""
+    def inject(self, headers: Mapping[str, str], span: Span) -> dict[str, str]:
+        """`headers` plus `span`'s `traceparent` (and `tracestate`), for the provider."""
         carrier = dict(headers)
-        self._propagator.inject(carrier)
+        self._propagator.inject(carrier, context=trace.set_span_in_context(span))
         return carrier
 
     def shutdown(self) -> None:
         """Export what is buffered and stop (at server shutdown)."""
         self.provider.shutdown()
+
+
+def _current(span: Span, current: bool) -> AbstractContextManager[object]:
+    """`span` made current for the block, or nothing."""
+    if not current:
+        return nullcontext()
+    return trace.use_span(span, record_exception=False, set_status_on_exception=False)
 
 
 def _interrupted(error: BaseException) -> str:
