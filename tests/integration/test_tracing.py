@@ -97,6 +97,8 @@ async def test_a_failover_chat_is_one_trace_joined_to_the_callers(
     route, first, second = _children(spans, server)
     assert route.name == "route"
     assert route.attributes["provider_router.provider"] == "primary"
+    assert route.attributes["provider_router.model"] == "primary-model"
+    assert route.attributes["gen_ai.request.model"] == "chat"  # the alias the caller named
     assert route.attributes["provider_router.strategy"] == "failover"
     assert route.attributes["provider_router.targets"] == 2
 

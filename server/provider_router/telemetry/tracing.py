@@ -210,9 +210,9 @@ class Tracing:
             "provider_router.rule": decision.rule,
             "provider_router.targets": len(decision.targets),
         })
-        if chosen is not None:
+        if chosen is not None:  # gen_ai.request.model stays what the caller asked for
             span.set_attributes({"provider_router.provider": chosen.provider,
-                                 "gen_ai.request.model": chosen.model})
+                                 "provider_router.model": chosen.model})
 
     # --- attempts -----------------------------------------------------------------------------
 
