@@ -46,7 +46,7 @@ from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.traced import TracedPlanner
 from provider_router.state.base import StateStore
 from provider_router.state.memory import open_state_store
-from provider_router.telemetry.access import CallLog
+from provider_router.telemetry.access import CallLog, LineWriter
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
 from provider_router.telemetry.tracing import Tracing, tracing_from_env
@@ -127,6 +127,7 @@ class App:
     monitor: HealthMonitor
     lag_probe: LoopLagProbe
     gc_pacer: GcPacer
+    calls: CallLog | None = None
     tracing: Tracing | None = None
     stopped: bool = False
 
@@ -160,6 +161,8 @@ class App:
         await self.store.aclose()
         # Blocks until the exposition thread's loop notices (up to half a second).
         await asyncio.to_thread(self.metrics.close)
+        if self.calls is not None:
+            await asyncio.to_thread(self.calls.close)  # the last access lines
         if self.tracing is not None:
             # Flushes the batch exporter's queue: blocking, so off the event loop.
             await asyncio.to_thread(self.tracing.shutdown)
@@ -218,7 +221,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
     )
-    calls = CallLog(metrics, sys.stderr.buffer if config.logging.access else None, tracing)
+    calls = CallLog(metrics, LineWriter(sys.stderr.buffer) if config.logging.access else None,
+                    tracing)
     observer = Observer(metrics, calls, tracing, content=config.logging.content)
     servicer = RouterServicer(router, observer, config.server.default_deadline_s)
     servicer.add_to(server)
@@ -239,7 +243,7 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
                LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
-                       config.server.gc_sweep_interval_s), tracing)
+                       config.server.gc_sweep_interval_s), calls, tracing)
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

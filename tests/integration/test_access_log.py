@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
@@ -18,6 +20,7 @@ def _access(err: str) -> list[dict[str, object]]:
 
 
 async def _calls(start_router: StartRouter, fakes: Fakes, logging: str) -> None:
+    """A Chat, a StreamChat and a ListProviders; returns once their lines are written."""
     fake = await fakes()
     toml = config([Upstream("primary", fake=fake)]) + f"\n[logging]\n{logging}\n"
     router = await start_router(toml, env=ENV)
@@ -25,6 +28,8 @@ async def _calls(start_router: StartRouter, fakes: Fakes, logging: str) -> None:
                            metadata=(("x-request-id", "chat-1"),))
     assert [e async for e in router.stub.StreamChat(stream_request(PROMPT), timeout=10)]
     await router.stub.ListProviders(pb.ListProvidersRequest(), timeout=10)
+    assert router.app.calls is not None
+    await asyncio.to_thread(router.app.calls.close)  # the writer thread wrote them all
 
 
 async def test_one_line_per_rpc_without_the_text(start_router: StartRouter, fakes: Fakes,

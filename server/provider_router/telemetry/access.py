@@ -2,15 +2,19 @@
 
 One `CallLog.finished` per RPC, called by the api layer's observer with what the call came
 to (the domain answer of Chat and StreamChat, or the error's attempts). The access line is
-one dict serialized by orjson and written straight to the stream (stderr), not a record
-through the logging module: filters, a LogRecord and a formatter would cost several times
-the line itself on every call. It never holds prompt or answer text unless `[logging]
-content = true`, and never an error message (those can quote a provider's body): only the
-error's reason code.
+one dict serialized by orjson and handed to a LineWriter, not a record through the logging
+module: filters, a LogRecord and a formatter would cost several times the line itself on
+every call. The writer's own thread writes to stderr, so a slow log reader (a full pipe)
+never blocks the event loop, and lines that arrive together leave in one write.
+
+A line never holds prompt or answer text unless `[logging] content = true`, and never an
+error message (those can quote a provider's body): only the error's reason code.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from typing import IO, TYPE_CHECKING
 
@@ -33,19 +37,56 @@ def _usage(answer: Answer) -> d.Usage:
     return answer.usage if isinstance(answer, d.StreamEnded) else answer.result.usage
 
 
+class LineWriter:
+    """Writes lines to a binary stream from a thread of its own, in batches."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
+
+    def write(self, line: bytes) -> None:
+        """Queue one line (never blocks)."""
+        self._lines.put(line)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued, then stop the thread (blocks: call it off the event loop)."""
+        if self._thread.is_alive():
+            self._lines.put(None)
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._lines.get()]
+            while not self._lines.empty():
+                batch.append(self._lines.get_nowait())
+            data = b"".join(line for line in batch if line is not None)
+            if data:
+                self._stream.write(data)
+                self._stream.flush()
+            if None in batch:
+                return
+
+
 class CallLog:
     """Records each finished RPC: metrics by provider and model, and the access line."""
 
-    def __init__(self, metrics: Metrics, stream: IO[bytes] | None,
+    def __init__(self, metrics: Metrics, writer: LineWriter | None,
                  tracing: Tracing | None = None) -> None:
         self._metrics = metrics
-        self._stream = stream
+        self._writer = writer
         self._tracing = tracing
 
     @property
     def logging(self) -> bool:
         """Whether access lines are written."""
-        return self._stream is not None
+        return self._writer is not None
+
+    def close(self) -> None:
+        """Write the queued lines and stop the writer (blocking: off the event loop)."""
+        if self._writer is not None:
+            self._writer.close()
 
     def finished(self, method: str, request_id: str, code: str, elapsed_s: float,
                  answer: Answer | None = None, attempts: tuple[d.Attempt, ...] = (),
@@ -59,13 +100,12 @@ class CallLog:
             self._attempted(attempts)
         if self._tracing is not None:
             self._tracing.finished(code, answer, attempts, reason)
-        if self._stream is not None:
+        if self._writer is not None:
             line = self._line(method, request_id, code, elapsed_s, answer, attempts, reason,
                               tenant)
             if content:
                 line.update(content)
-            self._stream.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
-            self._stream.flush()
+            self._writer.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
 
     def _answered(self, method: str, elapsed_s: float, answer: Answer) -> None:
         metrics, provider, model = self._metrics, answer.provider, answer.model
