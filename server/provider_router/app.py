@@ -23,15 +23,18 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from provider_router.api.health import SERVICE_NAME, HealthReporter
 from provider_router.api.interceptors import AuthInterceptor, Observer
+from provider_router.api.ports import bind, health_only_server
 from provider_router.api.servicer import RouterServicer
+from provider_router.api.tls import CertificateReloader
 from provider_router.autoregister import providers_from_env
 from provider_router.config import Config
+from provider_router.connectors.egress import EgressGuard, EgressPolicy
 from provider_router.connectors.factory import create_connector, resolve_api_key
 from provider_router.connectors.traced import traced_factory
 from provider_router.domain import ProviderSpec
-from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
+from provider_router.resilience.cooldown import CooldownBook
 from provider_router.resilience.ratelimit import RateLimiter
 from provider_router.routing.dispatch import Resilience
 from provider_router.routing.gate import RouterGate
@@ -39,6 +42,7 @@ from provider_router.routing.health import HealthMonitor
 from provider_router.routing.key_policy import KeyReferencePolicy
 from provider_router.routing.planner import Planner
 from provider_router.routing.pool import ConnectorPool
+from provider_router.routing.register_safety import RegisterSafety
 from provider_router.routing.registry import Registry
 from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
@@ -54,10 +58,9 @@ from provider_router.v1 import router_pb2
 
 log = logging.getLogger(__name__)
 
-# Keepalive and message limits a production gRPC service wants; defaults are too loose.
+# Keepalive and queue limits a production gRPC service wants; defaults are too loose. The
+# message size limits come from [server] max_message_bytes (server_options).
 SERVER_OPTIONS = (
-    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-    ("grpc.max_send_message_length", 32 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -68,6 +71,13 @@ SERVER_OPTIONS = (
     ("grpc.server.max_pending_requests", 10_000),
     ("grpc.server.max_pending_requests_hard_limit", 20_000),
 )
+
+
+def server_options(max_message_bytes: int) -> tuple[tuple[str, int], ...]:
+    """SERVER_OPTIONS plus the message size limits: a larger request is refused by gRPC
+    itself with RESOURCE_EXHAUSTED before any of our code sees it."""
+    return (*SERVER_OPTIONS, ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes))
 
 
 def _api_keys(env: Mapping[str, str], name: str) -> frozenset[str]:
@@ -127,6 +137,9 @@ class App:
     monitor: HealthMonitor
     lag_probe: LoopLagProbe
     gc_pacer: GcPacer
+    tls: CertificateReloader | None = None
+    health_server: grpc.aio.Server | None = None
+    health_port: int = 0
     calls: CallLog | None = None
     tracing: Tracing | None = None
     stopped: bool = False
@@ -134,6 +147,10 @@ class App:
     async def start(self) -> None:
         """Start serving and report SERVING."""
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
+        if self.tls is not None:
+            self.tls.start()
         self.lag_probe.start()
         await self.monitor.publish_all()
         self.monitor.start()
@@ -154,6 +171,10 @@ class App:
                  delay, server.grace_s if grace_s is None else grace_s)
         await asyncio.sleep(delay)
         await self.server.stop(server.grace_s if grace_s is None else grace_s)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
+        if self.tls is not None:
+            await self.tls.stop()
         await self.monitor.stop()
         self.lag_probe.stop()
         self.gc_pacer.stop()
@@ -191,34 +212,43 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         secrets.registry = registry
     rng = random.Random()
     res = config.resilience
-    resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng)
-    gate = RouterGate(registry, env, resilience.breakers, resilience.limiter)
+    resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng,
+                            CooldownBook(res.cooldown))
+    gate = RouterGate(registry, env, resilience.breakers, resilience.limiter,
+                      resilience.cooldowns)
+    auth = config.auth
+    egress = EgressPolicy(auth.allowed_upstream_networks, auth.allow_loopback_upstream)
+    # Only runtime registrations are guarded: config and environment providers are trusted.
+    connector_settings = replace(config.connectors, egress=EgressGuard(
+        egress, {spec.name: spec for spec in specs}))
     if tracing is None:
-        pool = ConnectorPool(config.connectors)
+        pool = ConnectorPool(connector_settings)
         planner = Planner(registry, routing, rng, gate)
     else:
-        pool = ConnectorPool(replace(config.connectors, tracing=tracing),
+        pool = ConnectorPool(replace(connector_settings, tracing=tracing),
                              traced_factory(create_connector, tracing))
         planner = TracedPlanner(registry, routing, rng, gate, tracing)
     status = ProviderStatusView(registry, gate, resilience.breakers)
     # Only providers from the config file and the environment are trusted key owners.
     key_policy = KeyReferencePolicy(config.auth.register_key_envs, specs)
     router = Router(registry, planner, pool, resilience, status,
-                    metrics, env, key_policy, routing.default_completion_tokens)
+                    metrics, env, key_policy, routing.default_completion_tokens,
+                    RegisterSafety(egress, auth.register_command_providers,
+                                   config.connectors.proxies))
     health = HealthReporter()
     await health.starting()
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
                             res.health_interval_s, res.probe_timeout_s)
 
-    auth = config.auth
     client_keys = _api_keys(env, auth.client_keys_env)
     admin_keys = _api_keys(env, auth.admin_keys_env)
     # No keys at all: the service is open, and an interceptor that lets everything through
     # would still cost a coroutine on every call.
     interceptors = [AuthInterceptor(client_keys, admin_keys)] if client_keys or admin_keys else []
+    options = server_options(config.server.max_message_bytes)
     server = grpc.aio.server(
         interceptors=interceptors,
-        options=SERVER_OPTIONS,
+        options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
     )
     calls = CallLog(metrics, LineWriter(sys.stderr.buffer) if config.logging.access else None,
@@ -231,19 +261,19 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         names = (router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name,
                  "grpc.health.v1.Health", reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
-    address = listen or config.server.listen
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ConfigError("server.listen", address, "an address this process can bind (in use?)")
+    port, tls = await bind(server, listen or config.server.listen, "server.listen",
+                           config.server.tls, config.server.tls_reload_interval_s,
+                           lambda result: metrics.tls_reloads.labels(result).inc())
+    health_server, health_port = (
+        health_only_server(health.servicer, config.server.health_listen, options)
+        if config.server.health_listen else (None, 0))
     metrics.providers.set(len(registry.snapshot().providers))
     metrics.state_store_ok.set(1.0)  # the embedded store cannot be unreachable
     return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
                LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
-                       config.server.gc_sweep_interval_s), calls, tracing)
+                       config.server.gc_sweep_interval_s),
+               tls, health_server, health_port, calls, tracing)
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

@@ -27,6 +27,14 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
                         help="API key sent as a bearer token (env PROVIDER_ROUTER_API_KEY)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="deadline in seconds for the call")
+    parser.add_argument("--tls", action="store_true",
+                        help="connect over TLS, verifying the server (system trust store)")
+    parser.add_argument("--ca", type=Path, default=None, metavar="PEM",
+                        help="trust this CA bundle for the server's certificate (implies --tls)")
+    parser.add_argument("--cert", type=Path, default=None, metavar="PEM",
+                        help="client certificate chain for mTLS (with --key; implies --tls)")
+    parser.add_argument("--key", type=Path, default=None, metavar="PEM",
+                        help="private key of --cert")
 
 
 def _routing_options(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +48,8 @@ def _routing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefer", action="append", default=[], metavar="PROVIDER")
     parser.add_argument("--exclude", action="append", default=[], metavar="PROVIDER")
     parser.add_argument("--affinity-key", default="")
+    parser.add_argument("--fallback", action="append", default=[], metavar="PROVIDER/MODEL",
+                        help="a target to try after the routed ones (repeatable, in order)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,9 +40,21 @@ def to_json(message: Message) -> dict[str, object]:
     return result
 
 
+def _tls_files(args: argparse.Namespace) -> None:
+    """ConfigError naming the flag when a TLS file is missing or half a pair is given."""
+    if (args.cert is None) != (args.key is None):
+        flag = "--key" if args.key is None else "--cert"
+        raise ConfigError(flag, None, "a PEM file: --cert and --key go together")
+    for flag, path in (("--ca", args.ca), ("--cert", args.cert), ("--key", args.key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(flag, str(path), "a readable PEM file (no such file)")
+
+
 @contextmanager
 def _client(args: argparse.Namespace) -> Iterator[RouterClient]:
-    with RouterClient(args.target, api_key=args.api_key) as client:
+    _tls_files(args)
+    with RouterClient(args.target, api_key=args.api_key, tls=args.tls, ca_file=args.ca,
+                      cert_file=args.cert, key_file=args.key) as client:
         yield client
 
 
@@ -75,8 +87,18 @@ def routing_from_args(args: argparse.Namespace) -> pb.RoutingOptions:
             _enum("STRATEGY", pb.Strategy, args.strategy, "--strategy") if args.strategy else 0),
         attributes=_pairs(args.attr, "--attr"), labels=args.label,
         prefer_providers=args.prefer, exclude_providers=args.exclude,
-        affinity_key=args.affinity_key,
+        affinity_key=args.affinity_key, fallbacks=_targets(args.fallback, "--fallback"),
     )
+
+
+def _targets(values: list[str], flag: str) -> list[pb.RouteTarget]:
+    targets = []
+    for item in values:
+        provider, sep, model = item.partition("/")
+        if not sep or not provider.strip() or not model.strip():
+            raise ConfigError(flag, item, "PROVIDER/MODEL, e.g. openai/gpt-4o-mini")
+        targets.append(pb.RouteTarget(provider=provider.strip(), model=model.strip()))
+    return targets
 
 
 def _instant(value: str, flag: str) -> datetime:

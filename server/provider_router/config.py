@@ -25,13 +25,16 @@ from provider_router.config_values import (
     string_list,
     text,
 )
+from provider_router.connectors.egress import IpNetwork, parse_networks
 from provider_router.connectors.factory import ConnectorSettings
+from provider_router.connectors.proxy import BadProxySetting, ProxySettings
 from provider_router.domain import ProviderSpec, ProviderTimeouts
 from provider_router.errors import ConfigError
 from provider_router.gc_pacer import DEFAULT_FREEZE_INTERVAL_S, DEFAULT_SWEEP_INTERVAL_S
 from provider_router.provider_config import parse_providers
 from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
+from provider_router.server_tls import TlsFiles, parse_tls_files
 
 ENV_PREFIX = "PROVIDER_ROUTER_"
 # Variables of the prefix that are not config overrides (CLI client settings).
@@ -46,6 +49,11 @@ K8S_SERVICE_LINK = re.compile(
 SECTIONS = ("server", "logging", "state", "auth", "connectors", "metrics", "routing",
             "resilience", "autoregister")
 DEFAULT_REGISTRY_FILE = "~/.local/state/provider-router/registry.json"
+# The largest request the server accepts. Anthropic's Messages API, the most generous of the
+# hosted providers, takes request bodies up to 32 MB (images inline, base64); a larger
+# request could not be served by anyone, and gRPC's own 4 MiB default would refuse vision
+# requests every provider accepts.
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,12 @@ class ServerSettings:
     max_concurrent_rpcs: int = 0
     gc_freeze_interval_s: float = DEFAULT_FREEZE_INTERVAL_S
     gc_sweep_interval_s: float = DEFAULT_SWEEP_INTERVAL_S
+    # TLS (and mTLS with a client CA) when set; see server_tls.py and api/tls.py.
+    tls: TlsFiles | None = None
+    tls_reload_interval_s: float = 10.0
+    # A plaintext port that serves only grpc.health.v1, for probes that cannot speak TLS.
+    health_listen: str = ""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +103,12 @@ class AuthSettings:
     admin_keys_env: str = "PROVIDER_ROUTER_ADMIN_KEYS"
     # Env vars a runtime Register may name as api_key_env (globs); see routing/key_policy.py.
     register_key_envs: tuple[str, ...] = ("*_API_KEY",)
+    # Register's SSRF guard (connectors/egress.py): private ranges a runtime-registered
+    # provider may reach, whether loopback is one, and whether command providers may be
+    # registered at all.
+    allowed_upstream_networks: tuple[IpNetwork, ...] = ()
+    allow_loopback_upstream: bool = True
+    register_command_providers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,16 +195,25 @@ def _server(t: Table) -> ServerSettings:
                                            integer=True)),
         gc_freeze_interval_s=number(t, "gc_freeze_interval", d.gc_freeze_interval_s, low=0.0),
         gc_sweep_interval_s=number(t, "gc_sweep_interval", d.gc_sweep_interval_s, low=1.0),
+        tls=parse_tls_files(t),
+        tls_reload_interval_s=number(t, "tls_reload_interval", d.tls_reload_interval_s,
+                                     low=0.0),
+        health_listen=text(t, "health_listen", d.health_listen),
+        max_message_bytes=int(number(t, "max_message_bytes", d.max_message_bytes, low=1024,
+                                     high=2**31 - 1, integer=True)),
     )
     check_listen(settings.listen)
+    if settings.health_listen:
+        check_listen(settings.health_listen, "server.health_listen")
     t.done()
     return settings
 
 
-def check_listen(listen: str) -> None:
+def check_listen(listen: str, key: str = "server.listen") -> None:
+    """ConfigError unless `listen` is HOST:PORT."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError("server.listen", listen, "HOST:PORT with a port from 0 to 65535")
+        raise ConfigError(key, listen, "HOST:PORT with a port from 0 to 65535")
 
 
 def _connectors(t: Table, env: Mapping[str, str]) -> ConnectorSettings:
@@ -201,9 +230,18 @@ def _connectors(t: Table, env: Mapping[str, str]) -> ConnectorSettings:
                                         low=1, integer=True)),
         anthropic_version=text(t, "anthropic_version", d.anthropic_version),
         env=env,
+        proxies=_proxies(env),
     )
     t.done()
     return settings
+
+
+def _proxies(env: Mapping[str, str]) -> ProxySettings | None:
+    try:
+        return ProxySettings.from_env(env)
+    except BadProxySetting as exc:
+        # The value is not shown: a proxy URL may carry a password.
+        raise ConfigError(exc.variable, "(not shown)", exc.expected) from None
 
 
 def _state(t: Table) -> StateSettings:
@@ -214,6 +252,14 @@ def _state(t: Table) -> StateSettings:
     registry_file = None if file_value in ("", "none") else Path(file_value).expanduser()
     t.done()
     return StateSettings(url=url, registry_file=registry_file)
+
+
+def _networks(t: Table, name: str) -> tuple[IpNetwork, ...]:
+    values = string_list(t, name)
+    try:
+        return parse_networks(values)
+    except ValueError as exc:
+        raise ConfigError(t.key(name), list(values), f"a list of CIDRs ({exc})") from None
 
 
 def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
@@ -244,7 +290,10 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
         admin_keys_env=text(auth_t, "admin_keys_env", default_auth.admin_keys_env),
         register_key_envs=(string_list(auth_t, "register_key_envs")
                            if auth_t.values.get("register_key_envs") is not None
-                           else default_auth.register_key_envs))
+                           else default_auth.register_key_envs),
+        allowed_upstream_networks=_networks(auth_t, "allowed_upstream_networks"),
+        allow_loopback_upstream=boolean(auth_t, "allow_loopback_upstream", True),
+        register_command_providers=boolean(auth_t, "register_command_providers", False))
     auth_t.done()
     metrics_t = as_table(raw, "metrics")
     metrics = MetricsSettings(

@@ -124,6 +124,7 @@ class ExclusionReason(enum.StrEnum):
     LATENCY = "latency"
     UNHEALTHY = "unhealthy"
     UNAVAILABLE = "unavailable"
+    COOLDOWN = "cooldown"
 
 
 class ResponseFormatType(enum.StrEnum):
@@ -280,6 +281,8 @@ class RoutingOptions:
     exclude_providers: frozenset[str] = frozenset()
     constraints: RoutingConstraints = RoutingConstraints()
     affinity_key: str = ""
+    # Targets the caller names to try after the routed candidates, in order.
+    fallbacks: tuple[RouteTarget, ...] = ()
 
 
 @fast_init

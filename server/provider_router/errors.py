@@ -169,6 +169,9 @@ class ProviderError(RouterError):
     retryable: bool = True
     # A caller error is the request's fault: it never retries and never trips a breaker.
     caller_error: bool = False
+    # The provider could not be reached at all (DNS, refused, TLS, connect timeout): a
+    # failure of the whole provider, counted by its provider-level breaker, not a model's.
+    connection_level: bool = False
 
     def __init__(self, provider: str, message: str, status_code: int = 0,
                  retry_after_s: float | None = None) -> None:
@@ -191,11 +194,24 @@ class ProviderRateLimitError(ProviderError):
     outcome = AttemptOutcome.RATE_LIMITED
 
 
+class ProviderQuotaError(ProviderRateLimitError):
+    """The account's quota or billing limit is spent: a long cooldown, not a retry."""
+
+    reason = "PROVIDER_QUOTA_EXHAUSTED"
+    retryable = False
+
+
 class ProviderConnectionError(ProviderError):
     """Connection refused or reset before any response byte."""
 
     reason = "PROVIDER_CONNECTION_FAILED"
     outcome = AttemptOutcome.CONNECTION_FAILED
+
+
+class ProviderUnreachableError(ProviderConnectionError):
+    """No connection could be made (DNS, refused, TLS handshake)."""
+
+    connection_level = True
 
 
 class ProviderTimeoutError(ProviderError):
@@ -210,6 +226,20 @@ class ProviderTimeoutError(ProviderError):
         super().__init__(provider, f"{phase} timeout after {timeout_s:.3g}s")
         self.phase = phase
         self.timeout_s = timeout_s
+        self.connection_level = phase == "connect"
+
+
+class ProviderSilentError(ProviderTimeoutError):
+    """The provider held the call silent for long, then failed it (typically closed the
+    connection before any answer): treated like a first-token timeout, so the same target
+    is not retried and the failover moves on."""
+
+    def __init__(self, provider: str, spent_s: float, cause: str) -> None:
+        # ProviderError's constructor, not the timeout's: the message says what happened.
+        ProviderError.__init__(self, provider, f"no answer for {spent_s:.3g}s, then {cause} "
+                               "(counted as a first-token timeout)")
+        self.phase = "first_token"
+        self.timeout_s = spent_s
 
 
 class ProviderProtocolError(ProviderError):

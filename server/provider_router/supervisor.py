@@ -53,6 +53,10 @@ def check_workers(config: Config, listen: str | None, count: int) -> None:
     address = listen or config.server.listen
     if count > 1 and address.rpartition(":")[2] == "0":
         raise ConfigError("server.listen", address, "a fixed port when --workers is above 1")
+    health = config.server.health_listen
+    if count > 1 and health and health.rpartition(":")[2] == "0":
+        raise ConfigError("server.health_listen", health,
+                          "a fixed port when --workers is above 1")
 
 
 def plan(config: Config, env: Mapping[str, str], config_path: str | None,

@@ -66,7 +66,10 @@ class Fault:
     crlf: bool = False
     comments: bool = False  # SSE comment lines between frames
     multiline: bool = False  # SSE data split over several data: lines
+    # Say nothing for this many seconds, then abort the TCP connection (no byte sent).
+    close_after: float | None = None
     times: int = 1  # how many requests this fault applies to
+    model: str = ""  # only requests for this model (empty: any); others pass it by
 
 
 @dataclass(frozen=True)
@@ -192,21 +195,42 @@ class FakeUpstream:
                                       peer[1] if peer else 0, time.monotonic()))
         return body
 
-    def next_fault(self) -> Fault:
-        """The fault for this request (a no-op fault when none is queued)."""
-        if not self._faults:
-            return Fault()
-        fault = self._faults[0]
-        if fault.times <= 1:
-            self._faults.popleft()
-        else:
-            self._faults[0] = Fault(**{**fault.__dict__, "times": fault.times - 1})
-        return fault
+    def next_fault(self, model: str = "") -> Fault:
+        """The fault for this request: the first queued one for its model, or any model (a
+        no-op fault when none applies)."""
+        for index, fault in enumerate(self._faults):
+            if fault.model and fault.model != model:
+                continue
+            if fault.times <= 1:
+                del self._faults[index]
+            else:
+                self._faults[index] = replace(fault, times=fault.times - 1)
+            return fault
+        return Fault()
+
+    def down_model(self, model: str, fault: Fault | None = None) -> None:
+        """Apply `fault` (default: HTTP 503) to every request for `model` until
+        `recover_model(model)`; other models keep their own faults."""
+        self.recover_model(model)
+        self._faults.append(replace(fault or Fault(status=503), times=_FOREVER, model=model))
+
+    def recover_model(self, model: str) -> None:
+        """Drop the queued faults of one model."""
+        self._faults = deque(f for f in self._faults if f.model != model)
+
+    def requests_for(self, model: str) -> list[Recorded]:
+        """The recorded chat requests for one model."""
+        return [r for r in self.chat_requests() if r.body and r.body.get("model") == model]
 
     async def serve_chat(self, request: web.Request, body: Json, model: str,
                          stream: bool) -> web.StreamResponse:
         """Answer a chat request, applying this request's fault."""
-        fault = self.next_fault()
+        fault = self.next_fault(model)
+        if fault.close_after is not None:
+            await self._pause(request, fault.close_after)
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()
         if fault.reset_before_headers:
             assert request.transport is not None
             request.transport.abort()

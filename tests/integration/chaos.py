@@ -238,6 +238,24 @@ def cost(provider: str, prompt: int = 12, completion: int = 5) -> float:
     return (prompt * price_in + completion * price_out) / 1_000_000
 
 
+async def route(router: RunningRouter, model: str = ALIAS,
+                fallbacks: tuple[str, ...] = ()) -> pb.RouteResponse:
+    """Route's decision and explanation for `model` (fallbacks as "provider/model")."""
+    targets = [pb.RouteTarget(provider=f.split("/")[0], model=f.split("/", 1)[1])
+               for f in fallbacks]
+    request = pb.RouteRequest(routing=pb.RoutingOptions(model=model, fallbacks=targets))
+    return await router.stub.Route(request, timeout=5)
+
+
+async def exclusion(router: RunningRouter, provider: str, model: str = ALIAS) -> int | None:
+    """The exclusion reason Route gives `provider`'s candidate, or None when it is eligible."""
+    decision = await route(router, model)
+    for candidate in decision.candidates:
+        if candidate.provider == provider:
+            return None if candidate.eligible else int(candidate.exclusion_reason)
+    raise AssertionError(f"{provider} is no candidate of {model}: {decision}")
+
+
 async def provider_status(router: RunningRouter, name: str) -> pb.ProviderStatus:
     """ListProviders' live status of one provider."""
     listing = await router.stub.ListProviders(pb.ListProvidersRequest(names=[name]), timeout=5)

@@ -8,6 +8,9 @@ router reports, and the outcome.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 import pytest
 
@@ -19,9 +22,11 @@ from tests.integration.chaos import (
     answer,
     attempts_detail,
     error_reason,
+    exclusion,
     failure,
     gaps,
     outcomes,
+    retry_delay,
     serve,
 )
 from tests.integration.conftest import Fakes, RunningRouter, StartRouter
@@ -42,19 +47,39 @@ async def _pair(start_router: StartRouter, fakes: Fakes, **resilience: object
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_429_with_retry_after_waits_it_out_then_retries(
+async def test_429_with_retry_after_cools_the_target_while_the_fallback_serves(
         mode: str, start_router: StartRouter, fakes: Fakes) -> None:
     router, primary, backup = await _pair(start_router, fakes)
     primary.fail(Fault(status=429, headers={"Retry-After": "2"}))
     got = await answer(router, mode)
+    # Routed around at once: no sleeping on Retry-After while a fallback can serve.
+    assert outcomes(got.attempts) == [("primary", RATE_LIMITED), ("backup", SUCCESS)]
+    assert got.attempts[0].status_code == 429 and got.elapsed < 1.5
+    # Cooling down: the next call does not even try the primary, and Route says why.
+    again = await answer(router, mode)
+    assert outcomes(again.attempts) == [("backup", SUCCESS)]
+    assert await exclusion(router, "primary") == pb.EXCLUSION_REASON_COOLDOWN
+    assert len(primary.chat_requests()) == 1 and len(backup.chat_requests()) == 2
+    # Once Retry-After has passed the primary serves again.
+    await asyncio.sleep(max(0.0, primary.chat_requests()[0].at + 2.1 - time.monotonic()))
+    assert await exclusion(router, "primary") is None
+    back = await answer(router, mode)
+    assert outcomes(back.attempts) == [("primary", SUCCESS)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_429_with_retry_after_and_no_fallback_waits_it_out_then_retries(
+        mode: str, start_router: StartRouter, fakes: Fakes) -> None:
+    primary = await fakes()
+    router = await serve(start_router, [Upstream("primary", fake=primary)])
+    primary.fail(Fault(status=429, headers={"Retry-After": "2"}))
+    got = await answer(router, mode)
     seen = primary.chat_requests()
-    # Two attempts, the second no sooner than Retry-After allows: one in the first 1.5 s.
+    # Two attempts, the second no sooner than Retry-After allows.
     assert len(seen) == 2
     assert gaps(seen)[0] >= 1.8
     assert got.provider == "primary" and got.text == "Hello, world!"
     assert outcomes(got.attempts) == [("primary", RATE_LIMITED), ("primary", SUCCESS)]
-    assert got.attempts[0].status_code == 429
-    assert not backup.chat_requests()
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -82,18 +107,45 @@ async def test_429_retry_after_above_max_retry_wait_fails_over_at_once(
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_persistent_429_without_retry_after_backs_off_then_fails_over(
+async def test_persistent_429_without_retry_after_fails_over_and_the_cooldown_backs_off(
         mode: str, start_router: StartRouter, fakes: Fakes) -> None:
-    router, primary, backup = await _pair(start_router, fakes, retry_max_attempts=3,
-                                          rate_limit_floor=0.2)
+    router, primary, backup = await _pair(start_router, fakes, cooldown=0.25)
     primary.down(Fault(status=429))
-    got = await answer(router, mode)
+    served: list[str] = []
+    until = time.monotonic() + 2.2
+    while time.monotonic() < until:
+        got = await answer(router, mode)
+        served.append(got.provider)
+        await asyncio.sleep(0.03)
+    # Every call was answered (by the fallback); the primary was asked again only after
+    # each cooldown, and each cooldown was twice the last: 0.25, 0.5, 1 s.
+    assert set(served) == {"backup"}
+    seen = primary.chat_requests()
+    assert 3 <= len(seen) <= 4, gaps(seen)
+    assert [round(gap / 0.25) >= 2 ** i for i, gap in enumerate(gaps(seen))] == [True] * (
+        len(seen) - 1), gaps(seen)
+    assert len(backup.chat_requests()) == len(served)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_persistent_429_alone_backs_off_then_is_resource_exhausted(
+        mode: str, start_router: StartRouter, fakes: Fakes) -> None:
+    primary = await fakes()
+    router = await serve(start_router, [Upstream("primary", fake=primary)],
+                         retry_max_attempts=3, rate_limit_floor=0.2)
+    primary.down(Fault(status=429))
+    error, _ = await failure(router, mode)
     seen = primary.chat_requests()
     assert len(seen) == 3  # bounded: retry_max_attempts
     assert all(gap >= 0.19 for gap in gaps(seen))  # never a tight loop on a 429
-    assert len(backup.chat_requests()) == 1
-    assert got.provider == "backup" and got.text == "Hello, world!"
-    assert outcomes(got.attempts) == [("primary", RATE_LIMITED)] * 3 + [("backup", SUCCESS)]
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert outcomes(attempts_detail(error).attempts) == [("primary", RATE_LIMITED)] * 3
+    # Still cooling: the next call is refused at once with the wait, without a request.
+    again, elapsed = await failure(router, mode)
+    assert again.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    delay = retry_delay(again)
+    assert delay is not None and 0.0 < delay <= 4.0
+    assert len(primary.chat_requests()) == 3 and elapsed < 1.0
 
 
 @pytest.mark.parametrize("mode", MODES)

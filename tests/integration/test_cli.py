@@ -192,3 +192,27 @@ async def test_health_command_exit_codes(start_router: StartRouter) -> None:
     await router.app.health.draining()
     code, out, _ = await _cli("health", "--target", router.target)
     assert (code, out.strip()) == (4, "status: NOT_SERVING")
+
+
+async def test_fallbacks_are_named_per_request(start_router: StartRouter) -> None:
+    router = await start_router(CONFIG)
+    code, out, _ = await _cli("route", "--target", router.target, "--model", "alpha/m-small",
+                              "--fallback", "beta/m-large", "--fallback", "beta/m-small")
+    assert code == 0, out
+    assert out.splitlines()[0].startswith("alpha/m-small")
+    assert "fallbacks: beta/m-large, beta/m-small" in out
+    code, out, err = await _cli("chat", "hi", "--no-stream", "--json", "--target",
+                                router.target, "--model", "alpha/m-small",
+                                "--fallback", "beta/m-large")
+    assert code == 0, err
+    assert json.loads(out)["provider"] == "alpha"
+
+
+async def test_fallback_mistakes_are_named(start_router: StartRouter) -> None:
+    router = await start_router(CONFIG)
+    code, _, err = await _cli("route", "--target", router.target, "--fallback", "beta")
+    assert code == 2 and "--fallback" in err and "PROVIDER/MODEL" in err
+    code, _, err = await _cli("route", "--target", router.target, "--fallback", "ghost/m-1")
+    assert code == 1
+    assert "INVALID_ARGUMENT" in err and "routing.fallbacks[0].provider" in err
+    assert "Traceback" not in err

@@ -42,6 +42,15 @@ def test_several_workers_need_a_fixed_port() -> None:
     assert info.value.key == "server.listen"
 
 
+def test_several_workers_need_a_fixed_health_port() -> None:
+    config = build_config({"server": {"listen": "127.0.0.1:7001",
+                                      "health_listen": "127.0.0.1:0"}}, {}, source="test")
+    check_workers(config, None, 1)
+    with pytest.raises(ConfigError) as info:
+        check_workers(config, None, 2)
+    assert info.value.key == "server.health_listen"
+
+
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff_s(n) for n in (0, 1, 2, 3, 4)] == [0.0, 1.0, 2.0, 4.0, 8.0]
     assert backoff_s(50) == 30.0

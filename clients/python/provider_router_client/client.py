@@ -3,11 +3,16 @@
 Both send `authorization: Bearer <api_key>` when a key is given, accept a per-call
 `timeout` in seconds (the gRPC deadline the router spends across its whole failover chain),
 and raise grpc.RpcError on failure; use `grpc_status.rpc_status.from_call` for details.
+
+TLS: `tls=True` verifies the server against the system trust store; `ca_file` trusts a
+private CA instead; `cert_file` and `key_file` present a client certificate (mTLS). Any of
+the files implies TLS. (`credentials` takes ready-made grpc.ChannelCredentials instead.)
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 
 import grpc
 import grpc.aio
@@ -17,14 +22,42 @@ from provider_router.v1 import router_pb2 as pb
 from provider_router.v1 import router_pb2_grpc
 
 Metadata = tuple[tuple[str, str], ...]
+PathLike = str | Path
+
+
+def tls_credentials(ca_file: PathLike | None = None, cert_file: PathLike | None = None,
+                    key_file: PathLike | None = None) -> grpc.ChannelCredentials:
+    """Channel credentials from PEM files: the CA to trust (None = the system's) and, for
+    mTLS, the client certificate chain and its key (both or neither)."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs both cert_file and key_file")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None)
+
+
+def _credentials(credentials: grpc.ChannelCredentials | None, tls: bool,
+                 ca_file: PathLike | None, cert_file: PathLike | None,
+                 key_file: PathLike | None) -> grpc.ChannelCredentials | None:
+    if credentials is not None:
+        return credentials
+    if tls or ca_file or cert_file or key_file:
+        return tls_credentials(ca_file, cert_file, key_file)
+    return None
 
 
 def text_request(prompt: str, model: str = "", system: str = "",
-                 max_tokens: int | None = None) -> pb.ChatRequest:
-    """A ChatRequest for one user prompt (and an optional system prompt)."""
+                 max_tokens: int | None = None,
+                 fallbacks: Sequence[str] = ()) -> pb.ChatRequest:
+    """A ChatRequest for one user prompt (and an optional system prompt); `fallbacks` are
+    "provider/model" targets to try, in order, after the routed ones."""
     messages = [pb.ChatMessage(role=pb.ROLE_SYSTEM, content=system)] if system else []
     messages.append(pb.ChatMessage(role=pb.ROLE_USER, content=prompt))
-    request = pb.ChatRequest(routing=pb.RoutingOptions(model=model), messages=messages)
+    targets = [pb.RouteTarget(provider=f.partition("/")[0], model=f.partition("/")[2])
+               for f in fallbacks]
+    request = pb.ChatRequest(routing=pb.RoutingOptions(model=model, fallbacks=targets),
+                             messages=messages)
     if max_tokens is not None:
         request.parameters.max_tokens = max_tokens
     return request
@@ -43,7 +76,10 @@ class RouterClient:
     """Blocking client; use as a context manager or call close()."""
 
     def __init__(self, target: str, api_key: str | None = None,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, *, tls: bool = False,
+                 ca_file: PathLike | None = None, cert_file: PathLike | None = None,
+                 key_file: PathLike | None = None) -> None:
+        credentials = _credentials(credentials, tls, ca_file, cert_file, key_file)
         self._channel = (grpc.secure_channel(target, credentials) if credentials
                          else grpc.insecure_channel(target))
         self._stub = router_pb2_grpc.RouterServiceStub(self._channel)
@@ -106,7 +142,11 @@ class AsyncRouterClient:
     """asyncio client; use `async with` or await close()."""
 
     def __init__(self, target: str, api_key: str | None = None,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, *, tls: bool = False,
+                 ca_file: PathLike | None = None, cert_file: PathLike | None = None,
+                 key_file: PathLike | None = None) -> None:
+        # The PEM files are read here, once, before any call (a few small reads).
+        credentials = _credentials(credentials, tls, ca_file, cert_file, key_file)
         self._channel = (grpc.aio.secure_channel(target, credentials) if credentials
                          else grpc.aio.insecure_channel(target))
         self._stub = router_pb2_grpc.RouterServiceStub(self._channel)

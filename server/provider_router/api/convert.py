@@ -34,6 +34,7 @@ from provider_router.api.responses import status_to_proto as status_to_proto
 from provider_router.api.responses import stream_event_to_proto as stream_event_to_proto
 from provider_router.errors import FieldViolation, InvalidRequestError
 from provider_router.v1 import router_pb2 as pb
+from provider_router.validation import MAX_MODEL_NAME, NAME_PATTERN
 
 E = TypeVar("E")
 
@@ -135,7 +136,32 @@ def _routing(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions:
         constraints=(_constraints(msg.constraints, v) if msg.HasField("constraints")
                      else _NO_CONSTRAINTS),
         affinity_key=msg.affinity_key,
+        fallbacks=_fallbacks(msg.fallbacks, v) if msg.fallbacks else (),
     )
+
+
+MAX_FALLBACKS = 16
+
+
+def _fallbacks(targets: Sequence[pb.RouteTarget], v: Violations) -> tuple[d.RouteTarget, ...]:
+    """routing.fallbacks → targets; each needs a well-formed provider name and a model."""
+    if len(targets) > MAX_FALLBACKS:
+        v.add("routing.fallbacks", f"at most {MAX_FALLBACKS} targets, got {len(targets)}")
+    found: list[d.RouteTarget] = []
+    for i, target in enumerate(targets):
+        provider, model = target.provider.strip(), target.model.strip()
+        if not provider:
+            v.add(f"routing.fallbacks[{i}].provider", "is required")
+        elif not NAME_PATTERN.fullmatch(provider):
+            v.add(f"routing.fallbacks[{i}].provider", "must be a provider name: lowercase "
+                  "letters, digits, '_' and '-', 1 to 63 characters")
+        if not model:
+            v.add(f"routing.fallbacks[{i}].model", "is required")
+        elif len(model) > MAX_MODEL_NAME or any(ch.isspace() for ch in model):
+            v.add(f"routing.fallbacks[{i}].model",
+                  f"must be a model name: no whitespace, at most {MAX_MODEL_NAME} characters")
+        found.append(d.RouteTarget(provider, model))
+    return tuple(found)
 
 
 def _part(msg: pb.ContentPart, field: str, v: Violations) -> d.ContentPart | None:

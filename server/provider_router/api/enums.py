@@ -72,6 +72,7 @@ EXCLUSIONS: dict[d.ExclusionReason, pb.ExclusionReason.ValueType] = {
     d.ExclusionReason.PRICE: pb.EXCLUSION_REASON_PRICE,
     d.ExclusionReason.CONTEXT_WINDOW: pb.EXCLUSION_REASON_CONTEXT_WINDOW,
     d.ExclusionReason.LATENCY: pb.EXCLUSION_REASON_LATENCY,
+    d.ExclusionReason.COOLDOWN: pb.EXCLUSION_REASON_COOLDOWN,
     d.ExclusionReason.UNHEALTHY: pb.EXCLUSION_REASON_UNHEALTHY,
     d.ExclusionReason.UNAVAILABLE: pb.EXCLUSION_REASON_UNAVAILABLE,
 }

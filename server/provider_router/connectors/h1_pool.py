@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
+from provider_router.connectors.egress import EgressPolicy
 from provider_router.connectors.h1 import H1Connection
+from provider_router.connectors.proxy import Proxy, ProxyConnector
 from provider_router.connectors.resolver import Resolver
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -33,11 +35,14 @@ class Origin(NamedTuple):
 
 
 class Target(NamedTuple):
-    """A URL split once into its origin, the request line's target and the Host header."""
+    """A URL split once into its origin, the request line's target and the Host header;
+    `host_lines` is the Host line as sent, followed (through a proxy) by the proxy's own
+    header lines, so a request head costs the same with or without one."""
 
     origin: Origin
     path: str
     host_header: str
+    host_lines: str
 
 
 def split_url(url: str) -> Target:
@@ -56,13 +61,14 @@ def split_url(url: str) -> Target:
     path = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         path = f"{path}?{quote(parts.query, safe=_TARGET_SAFE)}"
-    return Target(Origin(scheme, ascii_host, port), path, host_header)
+    return Target(Origin(scheme, ascii_host, port), path, host_header,
+                  f"Host: {host_header}\r\n")
 
 
 def request_head(method: str, target: Target, headers: Mapping[str, str],
                  body_length: int | None) -> bytes:
     """The request line and headers; names the caller set win over our defaults."""
-    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    lines = [f"{method} {target.path} HTTP/1.1\r\n{target.host_lines}"]
     lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
     lowered = {name.lower() for name in headers}
     if "accept" not in lowered:
@@ -81,8 +87,12 @@ class ConnectionPool:
     """Idle keep-alive connections to one origin, lent out one request at a time."""
 
     def __init__(self, origin: Origin, tls: ssl.SSLContext | None, *, max_idle: int,
-                 keepalive_s: float) -> None:
+                 keepalive_s: float, egress: EgressPolicy | None = None,
+                 proxy: Proxy | None = None) -> None:
         self.origin = origin
+        self._proxy = ProxyConnector(proxy, origin, tls) if proxy is not None else None
+        # Checked on every new connection, against the addresses actually dialled.
+        self._egress = egress
         self._tls = tls
         self._max_idle = max_idle
         self._keepalive_s = keepalive_s
@@ -122,8 +132,16 @@ class ConnectionPool:
         the last address's, when none does; the caller bounds the wait)."""
         loop = asyncio.get_running_loop()
         host = self.origin.host
+        if self._proxy is not None:
+            if self._egress is not None:
+                # The proxy resolves the name; what can be checked here is the name itself.
+                self._egress.check_host(host)
+            return await self._proxy.connect()
         failure: OSError | None = None
-        for family, address, port in await self._resolver.addresses():
+        addresses = await self._resolver.addresses()
+        if self._egress is not None:
+            addresses = self._egress.check_addresses(host, addresses)
+        for family, address, port in addresses:
             try:
                 _, connection = await loop.create_connection(
                     lambda: H1Connection(loop), address, port, family=family, ssl=self._tls,

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
+from provider_router.connectors.egress import EgressPolicy, EgressRefused
 from provider_router.connectors.errormap import ErrorMapper
 from provider_router.connectors.h1 import H1Connection, MalformedResponse, ReadTimeout
 from provider_router.connectors.h1_pool import (
@@ -28,6 +29,7 @@ from provider_router.connectors.h1_pool import (
     split_url,
 )
 from provider_router.connectors.payload import dumps_bytes, parse_json
+from provider_router.connectors.proxy import ProxySettings
 from provider_router.connectors.streaming import StreamDecoder
 from provider_router.connectors.timing import PhaseClock, PhaseTimeouts
 from provider_router.domain import JsonObject, JsonValue, ProbeResult, StreamEvent
@@ -38,6 +40,7 @@ from provider_router.errors import (
     ProviderServerError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    ProviderUnreachableError,
 )
 from provider_router.resilience.deadline import Deadline
 
@@ -73,8 +76,15 @@ class HttpClient:
     """Keep-alive connection pools (one per origin) with deadline-driven phase timeouts."""
 
     def __init__(self, provider: str, timeouts: PhaseTimeouts, map_error: ErrorMapper, *,
-                 max_idle: int = 0) -> None:
+                 max_idle: int = 0, egress: EgressPolicy | None = None,
+                 proxies: ProxySettings | None = None) -> None:
         self._provider = provider
+        self._egress = egress
+        self._proxies = proxies
+        # Proxy credentials, cut out of error bodies like our own headers' values are.
+        self._proxy_secrets = tuple(
+            p.authorization.split()[-1] for p in (proxies.http, proxies.https)
+            if p is not None and p.authorization) if proxies is not None else ()
         self._timeouts = timeouts
         self._map_error = map_error
         self._max_idle = max_idle if max_idle > 0 else DEFAULT_MAX_IDLE
@@ -215,9 +225,12 @@ class HttpClient:
             if scope.expired():
                 raise expired from None
             raise
+        except EgressRefused as exc:
+            # Not retried: the address will not become allowed by trying again.
+            raise ProviderUnavailableError(self._provider, str(exc)) from None
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ProviderConnectionError(
+            raise ProviderUnreachableError(
                 self._provider, f"cannot connect to {origin.host}:{origin.port}: {reason}"
             ) from exc
 
@@ -227,8 +240,10 @@ class HttpClient:
             if self._closed:
                 raise ProviderUnavailableError(self._provider, "connector is closed")
             tls = self._tls_context() if origin.scheme == "https" else None
+            proxy = (self._proxies.for_origin(*origin) if self._proxies is not None else None)
             pool = self._pools[origin] = ConnectionPool(
-                origin, tls, max_idle=self._max_idle, keepalive_s=KEEPALIVE_S)
+                origin, tls, max_idle=self._max_idle, keepalive_s=KEEPALIVE_S,
+                egress=self._egress, proxy=proxy)
         return pool
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -245,6 +260,8 @@ class HttpClient:
                 target = split_url(url)
             except ValueError as exc:
                 raise ProviderUnavailableError(self._provider, f"bad URL: {exc}") from None
+            if self._proxies is not None:
+                target = _through_proxy(target, self._proxies)
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             self._targets[url] = target
@@ -301,11 +318,22 @@ class HttpClient:
 
     def _error(self, call: HttpCall, connection: H1Connection, body: bytes) -> ProviderError:
         text = body[:_MAX_ERROR_BODY].decode("utf-8", errors="replace")
-        for value in call.headers.values():
+        for value in (*call.headers.values(), *self._proxy_secrets):
             for token in value.split():
                 if len(token) >= _MIN_SECRET_TOKEN:
                     text = text.replace(token, "[redacted]")
         return self._map_error(self._provider, connection.status, text, connection.headers)
+
+
+def _through_proxy(target: Target, proxies: ProxySettings) -> Target:
+    """A plain-http target sent to its proxy: the absolute-form request line and the
+    proxy's credentials (https goes through a CONNECT tunnel and needs neither)."""
+    origin = target.origin
+    proxy = proxies.for_origin(*origin) if origin.scheme == "http" else None
+    if proxy is None:
+        return target
+    return Target(origin, f"http://{target.host_header}{target.path}", target.host_header,
+                  target.host_lines + proxy.header_lines())
 
 
 async def _read_capped(connection: H1Connection, limit: int) -> bytes:

@@ -42,6 +42,7 @@ from provider_router.errors import (
     ContextLengthError,
     ProviderAuthError,
     ProviderProtocolError,
+    ProviderQuotaError,
 )
 
 _FINISH: Mapping[str, FinishReason] = MappingProxyType({
@@ -59,9 +60,10 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
     rule(ContextLengthError, codes=("context_length_exceeded", "string_above_max_length")),
     rule(ContentPolicyError, codes=("content_policy_violation", "content_filter",
                                     "responsibleaipolicyviolation")),
-    # Quota and billing do not clear on retry: the account needs a human.
-    rule(ProviderAuthError, codes=("insufficient_quota", "billing_hard_limit_reached",
-                                   "invalid_api_key", "unsupported_country_region_territory")),
+    # Quota and billing do not clear on retry: a long cooldown of the target (a rate-limit
+    # signal, so no breaker opens for the provider's other models), not a retry.
+    rule(ProviderQuotaError, codes=("insufficient_quota", "billing_hard_limit_reached")),
+    rule(ProviderAuthError, codes=("invalid_api_key", "unsupported_country_region_territory")),
     rule(ContextLengthError, 400, 413, 422,
          markers=("maximum context length", "context length", "context window",
                   "too many tokens", "prompt is too long")),

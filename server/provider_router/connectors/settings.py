@@ -7,14 +7,22 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from provider_router.connectors.egress import EgressGuard, EgressPolicy
+from provider_router.connectors.proxy import ProxySettings
 from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
 from provider_router.errors import ProviderUnavailableError
 
 if TYPE_CHECKING:
     from provider_router.telemetry.tracing import Tracing
 
-DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=30.0, idle=30.0, total=300.0)
-"""Per-phase timeouts used when neither the provider spec nor the config sets one."""
+DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=10.0, idle=30.0, total=300.0)
+"""Per-phase timeouts used when neither the provider spec nor the config sets one.
+
+first_token is 10 s because the router serves interactive chat: hosted models start
+streaming within 1-3 s even when busy, so 10 s is several times their slow tail, while a
+person waiting at a chat box takes about 10 s of nothing as broken. A silent provider then
+costs 10 s before the fallback starts, not 30. Models that think before their first token
+(reasoning models) set `timeouts.first_token` on their provider."""
 
 DEFAULT_BASE_URLS: Mapping[ProviderKind, str] = MappingProxyType({
     ProviderKind.OPENAI: "https://api.openai.com/v1",
@@ -46,8 +54,17 @@ class ConnectorSettings:
     anthropic_version: str = "2023-06-01"
     # The environment holds every API key; it must never show up in a repr or a log line.
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The SSRF guard for runtime-registered providers' connections (set by app.py).
+    egress: EgressGuard | None = None
+    # HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment; None when no proxy is set.
+    proxies: ProxySettings | None = None
+
     # Set by the composition root only while tracing is on (telemetry/tracing.py).
     tracing: Tracing | None = field(default=None, repr=False, compare=False)
+
+    def egress_policy(self, spec: ProviderSpec) -> EgressPolicy | None:
+        """The policy every new connection of this provider is checked against, if any."""
+        return self.egress.policy_for(spec) if self.egress is not None else None
 
 
 def resolve_api_key(spec: ProviderSpec, env: Mapping[str, str]) -> Secret | None:

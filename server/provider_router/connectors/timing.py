@@ -22,7 +22,7 @@ from provider_router.resilience.deadline import Deadline
 T = TypeVar("T")
 
 # Used only when neither the spec nor the server config gives a value.
-_FALLBACK = ProviderTimeouts(connect=5.0, first_token=30.0, idle=30.0, total=300.0)
+_FALLBACK = ProviderTimeouts(connect=5.0, first_token=10.0, idle=30.0, total=300.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,16 @@ the state machine, the storage and the listener protocol; the wrapper adds a fai
 
 Open → half-open is timed on the injected clock, not on pybreaker's wall clock: the wrapper
 moves the breaker to half-open itself and never calls through an open pybreaker breaker.
+The wait adapts: `reset_initial_s` after the breaker opens, doubled after each failed trial,
+capped at `reset_timeout_s`, so a provider that recovers quickly gets traffic back within
+seconds and one that stays down is probed less and less often.
+
+Keys. With `per_model` (the default) each (provider, model) has its own breaker, so one sick
+model of a provider that serves many never takes the others down; beside them, one
+provider-level breaker (key (provider, "")) counts only connection-level failures (DNS,
+refused, TLS, connect timeout), which no model of that provider could escape. Every call
+passes both. Rate limits (429, quota) count for neither: they are the cooldown book's
+(resilience/cooldown.py). Without `per_model` there is one breaker per provider for everything.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -49,18 +59,27 @@ class BreakerConfig:
 
     fail_max: int = 3
     window_s: float = 60.0
+    # The longest open → half-open wait; the first one is reset_initial_s.
     reset_timeout_s: float = 30.0
-    per_model: bool = False
+    per_model: bool = True
     ramp_s: float = 30.0
     ramp_floor: float = 0.1
+    reset_initial_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.fail_max < 1:
             raise ValueError("fail_max must be at least 1")
-        if self.window_s <= 0 or self.reset_timeout_s < 0 or self.ramp_s < 0:
-            raise ValueError("window_s must be > 0; reset_timeout_s and ramp_s >= 0")
+        if (self.window_s <= 0 or self.reset_timeout_s < 0 or self.ramp_s < 0
+                or self.reset_initial_s < 0):
+            raise ValueError("window_s must be > 0; reset_timeout_s, reset_initial_s and "
+                             "ramp_s >= 0")
         if not 0.0 < self.ramp_floor <= 1.0:
             raise ValueError("ramp_floor must be in (0, 1]")
+
+    def reset_after(self, failed_trials: int) -> float:
+        """The open → half-open wait after `failed_trials` failed trials in a row."""
+        first = min(self.reset_initial_s, self.reset_timeout_s)
+        return min(first * 2.0 ** min(failed_trials, 32), self.reset_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +127,23 @@ def verdict_of(error: BaseException | None) -> Verdict:
         # CancelledError, GeneratorExit: the caller left, which says nothing about the provider.
         return Verdict.NEUTRAL
     if isinstance(error, ProviderError) and (
-            error.caller_error or error.outcome is AttemptOutcome.SKIPPED):
-        # The request's own fault, or a provider never called: no health signal either way.
+            error.caller_error or error.outcome in _NO_HEALTH_SIGNAL):
+        # The request's own fault, a provider never called, or a rate limit (the cooldown
+        # book's business): no health signal either way.
         return Verdict.NEUTRAL
     return Verdict.FAILURE
+
+
+_NO_HEALTH_SIGNAL = frozenset({AttemptOutcome.SKIPPED, AttemptOutcome.RATE_LIMITED})
+
+
+def reachability_of(error: BaseException | None) -> Verdict:
+    """The verdict for a provider-level breaker: only connection-level failures count;
+    any answer at all (even an error) shows the provider reachable."""
+    verdict = Verdict.SUCCESS if error is None else verdict_of(error)
+    if verdict is Verdict.FAILURE and not getattr(error, "connection_level", False):
+        return Verdict.SUCCESS
+    return verdict
 
 
 def _state_of(name: str) -> BreakerState:
@@ -161,6 +193,8 @@ class _Breaker:
         self._trial = False
         self._opened_at: float | None = None
         self._closed_at: float | None = None
+        # Trials that failed since the breaker last opened from closed: each doubles the wait.
+        self._failed_trials = 0
         self._pending: list[BreakerChange] = []
         # Every call admitted while closed in this epoch shares one permit.
         self._closed_permit = _Permit(self._epoch, trial=False)
@@ -182,7 +216,7 @@ class _Breaker:
         opened = self._opened_at
         if opened is None:
             return 0.0
-        return max(0.0, opened + self._config.reset_timeout_s - now)
+        return max(0.0, opened + self._config.reset_after(self._failed_trials) - now)
 
     def allows(self, now: float) -> bool:
         """Whether `admit` would let a call through now."""
@@ -248,7 +282,10 @@ class _Breaker:
     def record(self, permit: _Permit, error: BaseException | None) -> None:
         """Count a finished call per its verdict."""
         # verdict_of(None) without the call: most calls succeed.
-        verdict = Verdict.SUCCESS if error is None else verdict_of(error)
+        self.record_verdict(permit, Verdict.SUCCESS if error is None else verdict_of(error))
+
+    def record_verdict(self, permit: _Permit, verdict: Verdict) -> None:
+        """Count a finished call whose verdict the caller has decided."""
         with self._lock:
             if (verdict is Verdict.SUCCESS and permit is self._closed_permit
                     and not self._failures and self._storage.state == pybreaker.STATE_CLOSED):
@@ -294,7 +331,9 @@ class _Breaker:
         self._failures.clear()
         if new is BreakerState.OPEN:
             self._opened_at = now
+            self._failed_trials = self._failed_trials + 1 if old is BreakerState.HALF_OPEN else 0
         elif new is BreakerState.CLOSED:
+            self._failed_trials = 0
             self._closed_at = now if old is BreakerState.HALF_OPEN else None
         self._pending.append(BreakerChange(self._provider, self._model, old, new, now))
 
@@ -324,6 +363,43 @@ class Guard:
         self._breaker.record(self._permit, error)
 
 
+def _model_verdict(error: BaseException | None) -> Verdict:
+    # A connection-level failure is the provider-level breaker's; the model is not to blame.
+    if error is None:
+        return Verdict.SUCCESS
+    if getattr(error, "connection_level", False):
+        return Verdict.NEUTRAL
+    return verdict_of(error)
+
+
+class PairGuard:
+    """One guarded call through a provider-level and a model breaker (per-model keys)."""
+
+    __slots__ = ("_model", "_model_permit", "_whole", "_whole_permit")
+
+    def __init__(self, whole: _Breaker, model: _Breaker) -> None:
+        self._whole = whole
+        self._model = model
+
+    def __enter__(self) -> None:
+        self._whole_permit = self._whole.admit()
+        try:
+            self._model_permit = self._model.admit()
+        except BreakerOpenError:
+            # Never called: a provider-level trial slot taken here is given back.
+            self._whole.record_verdict(self._whole_permit, Verdict.NEUTRAL)
+            raise
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if error is None:  # most calls succeed: no verdict to work out
+            self._whole.record_verdict(self._whole_permit, Verdict.SUCCESS)
+            self._model.record_verdict(self._model_permit, Verdict.SUCCESS)
+            return
+        self._whole.record_verdict(self._whole_permit, reachability_of(error))
+        self._model.record_verdict(self._model_permit, _model_verdict(error))
+
+
 _WORST_LAST = (BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN)
 
 
@@ -336,6 +412,8 @@ class ProviderBreakers:
         self._clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[tuple[str, str], _Breaker] = {}
+        # (provider, model) → its provider-level and model breakers: one lookup per call.
+        self._pairs: dict[tuple[str, str], tuple[_Breaker, _Breaker]] = {}
         # Replaced, never mutated, so notifying needs no lock.
         self._listeners: tuple[BreakerListener, ...] = ()
 
@@ -369,8 +447,28 @@ class ProviderBreakers:
         breaker = self._find(provider, model)
         return BreakerState.CLOSED if breaker is None else breaker.state()
 
+    def provider_open(self, provider: str, models: Sequence[str]) -> bool:
+        """Whether the provider as a whole is out: its provider-level breaker is open or,
+        with per-model keys, the breaker of every model it lists. One sick model of many
+        leaves the provider serving (its health says DEGRADED, not UNHEALTHY)."""
+        if not self._config.per_model:
+            return self.state(provider) is BreakerState.OPEN
+        whole = self._breakers.get((provider, ""))
+        if whole is not None and whole.state() is BreakerState.OPEN:
+            return True
+        return bool(models) and all(self.state(provider, m) is BreakerState.OPEN
+                                    for m in models)
+
     def allows(self, provider: str, model: str) -> bool:
-        """Cheap gate: False while open, and while a half-open trial is in flight."""
+        """Cheap gate: False while open, and while a half-open trial is in flight (the
+        model's breaker or, with per-model keys, the provider-level one)."""
+        if model and self._config.per_model:
+            pair = self._pairs.get((provider, model))
+            if pair is not None:  # the target has been called: both breakers at hand
+                return pair[0].allows_now() and pair[1].allows_now()
+            whole = self._breakers.get((provider, ""))
+            if whole is not None and not whole.allows_now():
+                return False
         breaker = self._find(provider, model)
         return breaker is None or breaker.allows_now()
 
@@ -380,14 +478,28 @@ class ProviderBreakers:
 
     def admission_fraction(self, provider: str, model: str, now: float | None = None) -> float:
         """Share of its normal traffic to send: rises from ramp_floor to 1 over ramp_s."""
-        breaker = self._find(provider, model)
-        if breaker is None:
+        found = [b for b in (self._find(provider, model), self._provider_level(provider, model))
+                 if b is not None]
+        if not found:
             return 1.0
-        return breaker.admission_fraction(self._clock() if now is None else now)
+        at = self._clock() if now is None else now
+        return min(b.admission_fraction(at) for b in found)
 
-    def guard(self, provider: str, model: str) -> Guard:
+    def _provider_level(self, provider: str, model: str) -> _Breaker | None:
+        if not (model and self._config.per_model):
+            return None
+        return self._breakers.get((provider, ""))
+
+    def guard(self, provider: str, model: str) -> Guard | PairGuard:
         """A context that admits one call (or raises BreakerOpenError) and counts how it
-        ends; `with`, not `async with`: admitting and counting never wait."""
+        ends; `with`, not `async with`: admitting and counting never wait. With per-model
+        keys the call passes the provider-level breaker too."""
+        if model and self._config.per_model:
+            pair = self._pairs.get((provider, model))
+            if pair is None:
+                pair = self._pairs[(provider, model)] = (self._get(provider, ""),
+                                                         self._get(provider, model))
+            return PairGuard(*pair)
         return Guard(self._get(provider, model))
 
     def add_listener(self, callback: BreakerListener) -> Callable[[], None]:
@@ -406,6 +518,8 @@ class ProviderBreakers:
         with self._lock:
             for key in [k for k in self._breakers if k[0] == provider]:
                 del self._breakers[key]
+            for key in [k for k in self._pairs if k[0] == provider]:
+                del self._pairs[key]
 
     def _notify(self, change: BreakerChange) -> None:
         # The one log line per transition; an opening is what an operator must notice.

@@ -22,7 +22,7 @@ from typing import Literal
 
 from provider_router.connectors.errormap import parse_retry_after
 from provider_router.domain import AttemptOutcome
-from provider_router.errors import ProviderError
+from provider_router.errors import ProviderError, ProviderSilentError
 from provider_router.resilience.deadline import Deadline
 
 __all__ = (
@@ -31,6 +31,7 @@ __all__ = (
     "RetryPolicy",
     "attempt_share",
     "attempt_timeout",
+    "by_time_spent",
     "next_delay",
     "parse_retry_after",
     "pick_error",
@@ -100,6 +101,24 @@ def _floor(policy: RetryPolicy, error: ProviderError) -> float:
         # "Retry-After: 0" or none at all must not turn into a tight loop.
         floor = max(floor, policy.rate_limit_floor_s)
     return floor
+
+
+def by_time_spent(error: ProviderError, spent_s: float, slow_s: float) -> ProviderError:
+    """The error reclassified by how long it took to arrive, before any answer reached us.
+
+    A connection closed (or a stream cut) after `slow_s` or more of silence is the provider
+    holding the call, not a network blip: it becomes a first-token timeout (not retried on
+    the same target), so a silent provider never eats the deadline once per retry. Errors
+    with an HTTP status keep their class; the dispatcher does not retry them either when
+    they took that long.
+    """
+    if (spent_s < slow_s or error.status_code or not error.retryable or error.caller_error
+            or error.outcome is AttemptOutcome.RATE_LIMITED):
+        return error
+    cause = error.message.removeprefix(f"{error.provider}: ")
+    silent = ProviderSilentError(error.provider, spent_s, cause)
+    silent.__cause__ = error
+    return silent
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,14 @@ Keys (durations in seconds; every key overridable as PROVIDER_ROUTER_RESILIENCE_
 
 | key | default | meaning |
 |---|---|---|
-| breaker_fail_max | 3 | failures within breaker_window that open a provider's breaker |
+| breaker_fail_max | 3 | failures within breaker_window that open a breaker |
 | breaker_window | 60 | failures older than this are forgotten |
-| breaker_reset_timeout | 30 | open → half-open (one trial call) after this |
-| breaker_per_model | false | one breaker per provider+model instead of per provider |
+| breaker_reset_initial | 2 | open → half-open (one trial) after this; doubled per failed trial |
+| breaker_reset_timeout | 30 | the longest open → half-open wait (the doubling's cap) |
+| breaker_per_model | true | per provider+model, plus a provider-level one (connection failures) |
+| cooldown | 1 | a 429 without Retry-After cools its provider+model this long (doubling) |
+| cooldown_max | 60 | caps every cooldown; a spent quota without Retry-After cools this long |
+| slow_failure | 2 | a failure this late with no answer yet is not retried on the same target |
 | ramp | 30 | after a breaker closes, share rises from ramp_floor to 1 over this (0 off) |
 | ramp_floor | 0.1 | the share right after closing |
 | retry_max_attempts | 3 | attempts on the same provider, first included |
@@ -32,6 +36,7 @@ from typing import Literal
 
 from provider_router.config_values import Table, boolean, choice, number
 from provider_router.resilience.breaker import BreakerConfig
+from provider_router.resilience.cooldown import CooldownConfig
 from provider_router.resilience.retry import AttemptBudget, RetryPolicy
 
 StreamRecovery = Literal["continue", "restart", "fail"]
@@ -43,6 +48,10 @@ class ResilienceSettings:
     """Everything the failover loop and the health checker are tuned by."""
 
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    cooldown: CooldownConfig = field(default_factory=CooldownConfig)
+    # A failure this long after the call started, before any answer, is not retried on the
+    # same target: it would eat that time again.
+    slow_failure_s: float = 2.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     budget: AttemptBudget = field(default_factory=AttemptBudget)
     error_pick: ErrorPickMode = "most_severe"
@@ -61,6 +70,7 @@ def parse_resilience_settings(raw: Mapping[str, object]) -> ResilienceSettings:
         fail_max=int(number(t, "breaker_fail_max", b.fail_max, low=1, integer=True)),
         window_s=number(t, "breaker_window", b.window_s, low=0.001),
         reset_timeout_s=number(t, "breaker_reset_timeout", b.reset_timeout_s, low=0.001),
+        reset_initial_s=number(t, "breaker_reset_initial", b.reset_initial_s, low=0.001),
         per_model=boolean(t, "breaker_per_model", b.per_model),
         ramp_s=number(t, "ramp", b.ramp_s, low=0.0),
         ramp_floor=number(t, "ramp_floor", b.ramp_floor, low=0.0, high=1.0),
@@ -77,8 +87,12 @@ def parse_resilience_settings(raw: Mapping[str, object]) -> ResilienceSettings:
     )
     budget = AttemptBudget(reserve_s=number(t, "attempt_reserve", g.reserve_s, low=0.0),
                            floor_s=number(t, "attempt_floor", g.floor_s, low=0.0))
+    c = CooldownConfig()
+    cooldown = CooldownConfig(default_s=number(t, "cooldown", c.default_s, low=0.0),
+                              max_s=number(t, "cooldown_max", c.max_s, low=0.0))
     settings = ResilienceSettings(
-        breaker=breaker, retry=retry, budget=budget,
+        breaker=breaker, retry=retry, budget=budget, cooldown=cooldown,
+        slow_failure_s=number(t, "slow_failure", 2.0, low=0.0),
         error_pick=choice(t, "error_pick", "most_severe",  # type: ignore[arg-type]
                           ("first", "last", "most_severe")),
         wait_for_capacity=boolean(t, "wait_for_capacity", False),

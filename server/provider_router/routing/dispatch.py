@@ -23,11 +23,13 @@ from provider_router.errors import (
     ContextLengthError,
     DeadlineExceededError,
     ProviderError,
+    ProviderQuotaError,
 )
 from provider_router.resilience.breaker import BreakerOpenError, ProviderBreakers
+from provider_router.resilience.cooldown import CooldownBook
 from provider_router.resilience.deadline import Deadline
 from provider_router.resilience.ratelimit import RateLimiter
-from provider_router.resilience.retry import attempt_share, next_delay
+from provider_router.resilience.retry import attempt_share, by_time_spent, next_delay
 from provider_router.resilience.settings import ResilienceSettings
 from provider_router.routing.pool import ConnectorPool
 from provider_router.routing.registry import Registry
@@ -82,6 +84,7 @@ class Resilience:
     limiter: RateLimiter
     settings: ResilienceSettings
     rng: random.Random
+    cooldowns: CooldownBook = field(default_factory=CooldownBook)
 
 
 def _skip(target: d.RouteTarget, reason: str, error: str = "") -> d.Attempt:
@@ -211,9 +214,26 @@ class Dispatcher:
                               self._r.settings.budget)
         return Deadline(min(expires_at, now + share))
 
-    async def _retry_delay(self, attempt_index: int, error: ProviderError,
-                           deadline: Deadline) -> bool:
-        """Sleep before retrying the same provider; False means move on."""
+    def _by_time(self, error: ProviderError, started: float) -> ProviderError:
+        """The error as classified by the time it took (retry.by_time_spent)."""
+        return by_time_spent(error, time.perf_counter() - started,
+                             self._r.settings.slow_failure_s)
+
+    async def _retry_delay(self, attempt_index: int, error: ProviderError, deadline: Deadline,
+                           target: d.RouteTarget, started: float, remaining: int) -> bool:
+        """Sleep before retrying the same provider; False means move on.
+
+        A rate limit cools the target (resilience/cooldown.py) and moves on while later
+        candidates remain; only the last one waits out its Retry-After here. A failure that
+        took `slow_failure` or longer is not retried: it would cost that time again.
+        """
+        if error.outcome is d.AttemptOutcome.RATE_LIMITED:
+            self._r.cooldowns.start(target.provider, target.model, error.retry_after_s,
+                                    quota=isinstance(error, ProviderQuotaError))
+            if remaining:
+                return False
+        elif time.perf_counter() - started >= self._r.settings.slow_failure_s:
+            return False
         delay = next_delay(self._r.settings.retry, attempt_index, error, deadline, self._r.rng)
         if delay is None:
             return False
@@ -245,11 +265,13 @@ class Dispatcher:
                 await self._released(spec, chain)
                 return None
             except ProviderError as error:
-                self._failed(chain, spec, target, started, error)
-                if self.stops_chain(error):
-                    _carry_attempts(error, chain)
+                failed = self._by_time(error, started)
+                self._failed(chain, spec, target, started, failed)
+                if self.stops_chain(failed):
+                    _carry_attempts(failed, chain)
                     raise
-                if not await self._retry_delay(index, error, deadline):
+                if not await self._retry_delay(index, failed, deadline, target, started,
+                                               remaining):
                     return None
                 continue
             self._succeeded(chain, target, started)
@@ -300,7 +322,7 @@ class Dispatcher:
                 return
             except ProviderError as error:
                 if await self._retry_stream(chain, spec, target, index, error, progress,
-                                            deadline):
+                                            deadline, remaining):
                     continue
                 return
             if finish is None:
@@ -313,16 +335,19 @@ class Dispatcher:
 
     async def _retry_stream(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
                             index: int, error: ProviderError, progress: _Progress,
-                            deadline: Deadline) -> bool:
+                            deadline: Deadline, remaining: int) -> bool:
         """Record a failed stream attempt; True to retry the same provider, False to move on.
         Raises when deltas were already delivered or the request itself is at fault."""
+        if not progress.deltas:
+            error = self._by_time(error, progress.started)
         self._failed(chain, spec, target, progress.started, error, broken=progress.deltas > 0)
         if progress.deltas:
             raise BrokenStreamError(error, progress.deltas) from error
         if self.stops_chain(error):
             _carry_attempts(error, chain)
             raise error
-        return await self._retry_delay(index, error, deadline)
+        return await self._retry_delay(index, error, deadline, target, progress.started,
+                                       remaining)
 
     def _cut(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
              progress: _Progress) -> None:

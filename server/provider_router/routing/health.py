@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from provider_router.domain import BreakerState, HealthState, ProviderSpec
+from provider_router.domain import HealthState, ProviderSpec
 from provider_router.resilience.breaker import BreakerChange, ProviderBreakers
 from provider_router.routing.gate import RouterGate
 from provider_router.routing.pool import ConnectorPool
@@ -51,7 +51,8 @@ class HealthMonitor:
 
     def _serving(self, spec: ProviderSpec) -> bool:
         return (spec.enabled and self._gate.available(spec)[0]
-                and self._breakers.state(spec.name) is not BreakerState.OPEN
+                and not self._breakers.provider_open(spec.name,
+                                                     tuple(m.name for m in spec.models))
                 and self._registry.stats.health(spec.name) is not HealthState.UNHEALTHY)
 
     def _publish(self, name: str, serving: bool) -> Awaitable[None]:
@@ -60,7 +61,9 @@ class HealthMonitor:
         return self._publish_health(name, serving)
 
     def _breaker_changed(self, change: BreakerChange) -> None:
-        self._metrics.set_breaker(change.provider, change.new)
+        # Per provider, read back from all of its breakers (model or provider-level), not
+        # from this one change: open while the provider-level one or every model's is open.
+        self._metrics.set_breaker(change.provider, self._breakers.state(change.provider))
         spec = self._registry.snapshot().providers.get(change.provider)
         if spec is not None:
             self._spawn(self._publish(spec.name, self._serving(spec)))

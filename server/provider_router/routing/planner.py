@@ -14,6 +14,7 @@ Order of precedence:
    rule whose targets are all excluded falls through to the next, with a note.
 3. The remaining eligible candidates of the requested model, ordered by the caller's strategy,
    else `routing.strategy` (`rules` with no match orders by `weighted`).
+4. The request's own `fallbacks`, in its order, when eligible (routing/fallbacks.py).
 Within each of the two blocks (rule targets, then the rest), `prefer_providers` move to the
 front in the caller's order.
 """
@@ -38,6 +39,11 @@ from provider_router.routing.candidates import (
     CandidateGate,
     Exclusion,
     base_order_key,
+)
+from provider_router.routing.fallbacks import (
+    check_fallbacks,
+    fallback_candidates,
+    fallback_detail,
 )
 from provider_router.routing.pricing import expected_completion_tokens
 from provider_router.routing.registry import Registry, RegistrySnapshot
@@ -78,6 +84,8 @@ class Planner:
         candidate is eligible.
         """
         snapshot = self._registry.snapshot()
+        if request.routing.fallbacks:
+            check_fallbacks(snapshot, request.routing.fallbacks)
         resolution = self._resolutions.resolve(snapshot, request.routing.model)
         completion = expected_completion_tokens(request.params,
                                                 self._settings.default_completion_tokens)
@@ -263,6 +271,8 @@ class _Decision:
             ordered = _prefer(first, prefer) + _prefer(rest, prefer)
         else:
             ordered = first + rest if first else rest
+        if self.request.routing.fallbacks:
+            ordered = self.with_fallbacks(ordered)
         if not ordered:
             raise NoCandidateError(f"no provider can serve {self.resolution.name!r}: "
                                    f"{self.why_not(self.resolution.candidates)}"
@@ -277,6 +287,20 @@ class _Decision:
                        *self.excluded)
         return RouteDecision(tuple([r[0].target for r in ordered]), strategy, rule, reports,
                              tuple(self.notes))
+
+
+    def with_fallbacks(self, ordered: list[Ranked]) -> list[Ranked]:
+        """The routed candidates, then the request's eligible fallbacks in its order."""
+        found = fallback_candidates(self.snapshot, self.request.routing.fallbacks,
+                                    {r[0].target for r in ordered})
+        extended = list(ordered)
+        for index, c in found:
+            verdict = self.check(c)
+            if verdict is None:
+                extended.append((c, 0.0, fallback_detail(index)))
+            else:
+                self.exclude(c, verdict)
+        return extended
 
 
 def _regroup(ctx: StrategyContext, rule: Rule) -> StrategyContext:

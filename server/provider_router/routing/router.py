@@ -29,6 +29,7 @@ from provider_router.routing.outcome import chain_failure
 from provider_router.routing.planner import Planner
 from provider_router.routing.pool import ConnectorPool
 from provider_router.routing.pricing import cost_usd, expected_completion_tokens
+from provider_router.routing.register_safety import RegisterSafety
 from provider_router.routing.registry import Registry
 from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.streaming import StreamChain, StreamRun
@@ -45,8 +46,10 @@ class Router:
     def __init__(self, registry: Registry, planner: Planner, pool: ConnectorPool,
                  resilience: Resilience, status: ProviderStatusView, metrics: Metrics,
                  env: Mapping[str, str], key_policy: KeyReferencePolicy | None = None,
-                 default_completion_tokens: int = 256) -> None:
+                 default_completion_tokens: int = 256,
+                 register_safety: RegisterSafety | None = None) -> None:
         self._registry = registry
+        self._register_safety = register_safety or RegisterSafety()
         # The same completion estimate the cost strategy uses ([routing]).
         self._default_completion_tokens = default_completion_tokens
         self._key_policy = key_policy or KeyReferencePolicy(("*_API_KEY",), ())
@@ -106,10 +109,13 @@ class Router:
         """Seconds until a rate-limited candidate has room, if only limits stand in the way."""
         providers = self._registry.snapshot().providers
         waits: list[float] = []
-        for provider, _, reason in error.exclusions:
+        for provider, model, reason in error.exclusions:
             spec = providers.get(provider)
             if reason is d.ExclusionReason.BREAKER_OPEN:
                 continue  # it does not serve either way; the limited ones decide
+            if reason is d.ExclusionReason.COOLDOWN:
+                waits.append(self._r.cooldowns.remaining(provider, model))
+                continue
             if reason is not d.ExclusionReason.RATE_LIMITED or spec is None:
                 return None
             waits.append(self._r.limiter.wait_s(spec))
@@ -174,11 +180,13 @@ class Router:
 
     async def register(self, spec: d.ProviderSpec, validate_only: bool) -> d.RegisterOutcome:
         """Add or replace a provider (or only validate it)."""
-        refused = self._key_policy.violations(spec)
+        outcome = self._registry.check(spec)  # a malformed spec is refused before any lookup
+        refused = (self._key_policy.violations(spec)
+                   + await self._register_safety.violations(spec))
         if refused:
             raise InvalidRequestError("provider spec refused", refused)
         if validate_only:
-            return self._registry.check(spec)
+            return outcome
         return await self._registry.register(spec)
 
     async def unregister(self, name: str) -> d.ProviderSpec:
@@ -186,6 +194,7 @@ class Router:
         spec = await self._registry.unregister(name)
         self._pool.retire(name)
         self._r.breakers.remove(name)
+        self._r.cooldowns.forget(name)
         await self._r.limiter.forget(name)
         return spec
 

@@ -51,7 +51,10 @@ class ProviderStatusView:
         if spec is None:
             raise UnknownProviderError(name)
         status = self._status(spec, time.time())
-        return _with_health(status)
+        return _with_health(status, self._out(spec))
+
+    def _out(self, spec: ProviderSpec) -> bool:
+        return self._breakers.provider_open(spec.name, tuple(m.name for m in spec.models))
 
     def views(self, names: tuple[str, ...]) -> list[ProviderView]:
         """Every provider, or the named ones (UnknownProviderError for a missing name)."""
@@ -61,14 +64,19 @@ class ProviderStatusView:
                 raise UnknownProviderError(name)
         now = time.time()
         chosen = sorted(names or providers)
-        return [ProviderView(providers[n], _with_health(self._status(providers[n], now)))
+        return [ProviderView(providers[n], _with_health(self._status(providers[n], now),
+                                                        self._out(providers[n])))
                 for n in chosen]
 
 
-def _with_health(status: ProviderStatus) -> ProviderStatus:
-    """Probe results when there are any, else what real traffic says."""
-    if not status.available or status.breaker_state is BreakerState.OPEN:
+def _with_health(status: ProviderStatus, out: bool) -> ProviderStatus:
+    """Probe results when there are any, else what real traffic says. `out`: the provider
+    as a whole is cut off by its breakers; a breaker open for some of its models only (the
+    status shows the worst breaker) makes it DEGRADED."""
+    if not status.available or out:
         return replace(status, health=HealthState.UNHEALTHY)
+    if status.breaker_state is BreakerState.OPEN:
+        return replace(status, health=HealthState.DEGRADED)
     if status.health is not HealthState.UNKNOWN or status.request_count == 0:
         return status
     degraded = status.error_rate >= DEGRADED_ERROR_RATE

@@ -139,6 +139,11 @@ class Metrics:
             "Full garbage-collector sweeps of the paced heap (see gc_pacer.py): the one pause "
             "that grows with the number of live objects.",
             buckets=LOOP_LAG_BUCKETS, registry=registry)
+        self.tls_reloads = LabelCache(Counter(
+            "provider_router_tls_reloads",
+            "Changes of the TLS files seen: loaded (new connections use them) or rejected "
+            "(unreadable or a key that does not match; the current certificate stays).",
+            ["result"], registry=registry))
         self.loop_stalls = Counter(
             "provider_router_event_loop_stalls",
             "Times the event loop was blocked longer than the stall threshold.",

@@ -340,6 +340,8 @@ class _ExclusionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Exclu
     """Failing health checks."""
     EXCLUSION_REASON_UNAVAILABLE: _ExclusionReason.ValueType  # 11
     """Not available on this host (missing key, binary or env var)."""
+    EXCLUSION_REASON_COOLDOWN: _ExclusionReason.ValueType  # 12
+    """Cooling down after a rate limit (429 or spent quota) until its Retry-After passes."""
 
 class ExclusionReason(_ExclusionReason, metaclass=_ExclusionReasonEnumTypeWrapper):
     """ExclusionReason is why a candidate cannot serve a request."""
@@ -368,6 +370,8 @@ EXCLUSION_REASON_UNHEALTHY: ExclusionReason.ValueType  # 10
 """Failing health checks."""
 EXCLUSION_REASON_UNAVAILABLE: ExclusionReason.ValueType  # 11
 """Not available on this host (missing key, binary or env var)."""
+EXCLUSION_REASON_COOLDOWN: ExclusionReason.ValueType  # 12
+"""Cooling down after a rate limit (429 or spent quota) until its Retry-After passes."""
 Global___ExclusionReason: _TypeAlias = ExclusionReason  # noqa: Y015
 
 class _ProviderKind:
@@ -572,6 +576,7 @@ class RoutingOptions(_message.Message):
     EXCLUDE_PROVIDERS_FIELD_NUMBER: _builtins.int
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     AFFINITY_KEY_FIELD_NUMBER: _builtins.int
+    FALLBACKS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """An alias or model group, "provider/model", or a bare model name; empty
     means the configured default.
@@ -604,6 +609,12 @@ class RoutingOptions(_message.Message):
     def constraints(self) -> Global___RoutingConstraints:
         """Constraints on price, latency and context window."""
 
+    @_builtins.property
+    def fallbacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteTarget]:
+        """Targets to try, in this order, after the routed candidates (each provider and model
+        required; the provider must be registered). Routing rules remain for policy.
+        """
+
     def __init__(
         self,
         *,
@@ -616,10 +627,11 @@ class RoutingOptions(_message.Message):
         exclude_providers: _abc.Iterable[_builtins.str] | None = ...,
         constraints: Global___RoutingConstraints | None = ...,
         affinity_key: _builtins.str = ...,
+        fallbacks: _abc.Iterable[Global___RouteTarget] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity_key", b"affinity_key", "attributes", b"attributes", "capabilities", b"capabilities", "constraints", b"constraints", "exclude_providers", b"exclude_providers", "labels", b"labels", "model", b"model", "prefer_providers", b"prefer_providers", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity_key", b"affinity_key", "attributes", b"attributes", "capabilities", b"capabilities", "constraints", b"constraints", "exclude_providers", b"exclude_providers", "fallbacks", b"fallbacks", "labels", b"labels", "model", b"model", "prefer_providers", b"prefer_providers", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -175,3 +175,31 @@ def test_violations_keep_their_order_across_sub_messages() -> None:
         "messages[0].role", "routing.strategy", "parameters.max_tokens", "tools[0].name",
         "tool_choice.name", "response_format.json_schema"]
 
+
+
+def test_fallbacks_become_targets_in_order() -> None:
+    request = convert.chat_to_domain(pb.ChatRequest(
+        messages=[_user()], routing=pb.RoutingOptions(model="a", fallbacks=[
+            pb.RouteTarget(provider="backup", model="x"),
+            pb.RouteTarget(provider=" other ", model="org/model:tag")])), stream=False)
+    assert request.routing.fallbacks == (d.RouteTarget("backup", "x"),
+                                         d.RouteTarget("other", "org/model:tag"))
+
+
+def test_bad_fallbacks_name_each_field() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        convert.route_to_domain(pb.RouteRequest(routing=pb.RoutingOptions(fallbacks=[
+            pb.RouteTarget(provider="ok", model="m"),
+            pb.RouteTarget(provider="", model="m"),
+            pb.RouteTarget(provider="Bad Name", model=""),
+            pb.RouteTarget(provider="ok", model="two words")])))
+    assert [v.field for v in info.value.violations] == [
+        "routing.fallbacks[1].provider", "routing.fallbacks[2].provider",
+        "routing.fallbacks[2].model", "routing.fallbacks[3].model"]
+
+
+def test_too_many_fallbacks_are_refused() -> None:
+    targets = [pb.RouteTarget(provider="p", model=f"m{i}") for i in range(17)]
+    with pytest.raises(InvalidRequestError) as info:
+        convert.route_to_domain(pb.RouteRequest(routing=pb.RoutingOptions(fallbacks=targets)))
+    assert [v.field for v in info.value.violations] == ["routing.fallbacks"]

@@ -35,7 +35,7 @@ async def test_create_connector_dispatches_by_kind(kind: ProviderKind, cls: type
 
 def test_settings_defaults() -> None:
     settings = ConnectorSettings()
-    assert settings.default_timeouts == ProviderTimeouts(5.0, 30.0, 30.0, 300.0)
+    assert settings.default_timeouts == ProviderTimeouts(5.0, 10.0, 30.0, 300.0)
     assert (settings.anthropic_max_tokens, settings.anthropic_version) == (4096, "2023-06-01")
     assert dict(settings.env) == {}
     with pytest.raises(dataclasses.FrozenInstanceError):

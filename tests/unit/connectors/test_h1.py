@@ -252,8 +252,10 @@ async def test_slow_reader_pauses_the_socket(serve: Callable[..., RawServer]) ->
 
 def test_split_url_shapes() -> None:
     assert split_url("https://api.example.com/v1/chat?x=1#frag") == Target(
-        Origin("https", "api.example.com", 443), "/v1/chat?x=1", "api.example.com")
-    assert split_url("http://[::1]:8080") == Target(Origin("http", "::1", 8080), "/", "[::1]:8080")
+        Origin("https", "api.example.com", 443), "/v1/chat?x=1", "api.example.com",
+        "Host: api.example.com\r\n")
+    assert split_url("http://[::1]:8080") == Target(Origin("http", "::1", 8080), "/", "[::1]:8080",
+                                                    "Host: [::1]:8080\r\n")
     assert split_url("http://bücher.example/a b").path == "/a%20b"
     assert split_url("http://bücher.example/").origin.host == "xn--bcher-kva.example"
     assert split_url("https://h/models/gemini-2.0:generateContent").path == (

@@ -12,10 +12,13 @@ from provider_router.errors import (
     ContentPolicyError,
     ContextLengthError,
     ProviderError,
+    ProviderQuotaError,
+    ProviderRateLimitError,
     ProviderRejectedError,
     ProviderServerError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    ProviderUnreachableError,
 )
 from provider_router.resilience.breaker import (
     BreakerChange,
@@ -37,6 +40,8 @@ def server_error() -> ProviderServerError:
 
 
 def make(clock: FakeClock, **config: object) -> ProviderBreakers:
+    # A fixed open → half-open wait unless a test asks for the adaptive one.
+    config.setdefault("reset_initial_s", config.get("reset_timeout_s", 30.0))
     return ProviderBreakers(BreakerConfig(**config), clock)  # type: ignore[arg-type]
 
 
@@ -320,7 +325,8 @@ async def test_listeners_see_every_transition_in_order(clock: FakeClock) -> None
     await succeed(breakers)
     assert [(c.old, c.new) for c in seen] == [(CLOSED, OPEN), (OPEN, HALF_OPEN),
                                              (HALF_OPEN, CLOSED)]
-    assert {(c.provider, c.model) for c in seen} == {("p", "")}
+    # Per-model keys by default: the model's breaker moved; the provider-level one did not.
+    assert {(c.provider, c.model) for c in seen} == {("p", "m")}
     assert seen[1].at == clock.now
     stop()
     await trip(breakers)
@@ -349,16 +355,16 @@ async def test_each_transition_is_logged_once_and_an_opening_as_a_warning(
     await succeed(breakers)
     lines = [(r.levelname, r.getMessage()) for r in caplog.records
              if r.getMessage().startswith("breaker of")]
-    assert lines == [("WARNING", "breaker of p: closed -> open"),
-                     ("INFO", "breaker of p: open -> half_open"),
-                     ("INFO", "breaker of p: half_open -> closed")]
+    assert lines == [("WARNING", "breaker of p/m: closed -> open"),
+                     ("INFO", "breaker of p/m: open -> half_open"),
+                     ("INFO", "breaker of p/m: half_open -> closed")]
 
 
 # --- keys ---------------------------------------------------------------------------------------
 
 
 async def test_per_provider_breakers_are_shared_by_models(clock: FakeClock) -> None:
-    breakers = make(clock, fail_max=2)
+    breakers = make(clock, fail_max=2, per_model=False)
     await fail(breakers, server_error(), model="a")
     await fail(breakers, server_error(), model="b")
     assert breakers.state("p", "c") is OPEN
@@ -367,7 +373,7 @@ async def test_per_provider_breakers_are_shared_by_models(clock: FakeClock) -> N
 
 async def test_per_model_breakers_are_separate_and_the_provider_shows_the_worst(
         clock: FakeClock) -> None:
-    breakers = make(clock, fail_max=1, per_model=True)
+    breakers = make(clock, fail_max=1)  # per-model keys are the default
     await fail(breakers, server_error(), model="a")
     await succeed(breakers, model="b")
     assert breakers.state("p", "a") is OPEN
@@ -437,3 +443,122 @@ async def test_the_planner_gate_reads_the_clock_only_for_a_breaker_not_closed(
     assert not breakers.allows("p", "m") and reads
     clock.advance(30.0)
     assert breakers.allows("p", "m")  # the trial is due
+
+
+# --- per-model keys with a provider-level breaker -----------------------------------------------
+
+
+def unreachable() -> ProviderUnreachableError:
+    return ProviderUnreachableError("p", "cannot connect to h:443: Connection refused")
+
+
+async def test_a_sick_model_never_takes_the_providers_other_models_down(
+        clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=2)
+    await trip(breakers, model="a")
+    assert not breakers.allows("p", "a")
+    assert breakers.allows("p", "b") and breakers.allows("p", "c")
+    await succeed(breakers, model="b")
+    assert breakers.state("p", "b") is CLOSED
+
+
+async def test_connection_level_failures_open_the_provider_level_breaker_for_every_model(
+        clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=2)
+    await fail(breakers, unreachable(), model="a")
+    await fail(breakers, ProviderTimeoutError("p", "connect", 5.0), model="b")
+    # No model is blamed for an unreachable host; every model is skipped all the same.
+    assert breakers.state("p", "a") is CLOSED and breakers.state("p", "b") is CLOSED
+    assert not breakers.allows("p", "a") and not breakers.allows("p", "z")
+    assert breakers.exclusion("p", "z") is ExclusionReason.BREAKER_OPEN
+    with pytest.raises(BreakerOpenError), breakers.guard("p", "z"):
+        pass  # pragma: no cover - never admitted
+    assert breakers.state("p") is OPEN
+
+
+async def test_model_failures_never_count_for_the_provider_level_breaker(
+        clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=1)
+    await fail(breakers, server_error(), model="a")
+    await fail(breakers, ProviderTimeoutError("p", "first_token", 10.0), model="b")
+    assert breakers.state("p", "a") is OPEN and breakers.state("p", "b") is OPEN
+    # Model "c" passes: the provider-level breaker counted neither failure.
+    assert breakers.allows("p", "c")
+
+
+async def test_any_answer_closes_a_half_open_provider_level_breaker(clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=1, reset_timeout_s=5.0)
+    await fail(breakers, unreachable(), model="a")
+    clock.advance(5.0)
+    # The trial reaches the host, whose model answers 503: reachable, so the provider-level
+    # breaker closes while the model's own breaker counts the 503.
+    await fail(breakers, server_error(), model="a")
+    assert breakers.state("p", "a") is OPEN
+    assert breakers.allows("p", "b")
+
+
+def test_rate_limits_are_no_breaker_signal() -> None:
+    assert verdict_of(ProviderRateLimitError("p", "HTTP 429", 429, 1.0)) is Verdict.NEUTRAL
+    assert verdict_of(ProviderQuotaError("p", "HTTP 429", 429)) is Verdict.NEUTRAL
+
+
+async def test_persistent_429s_never_open_any_breaker(clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=1)
+    for _ in range(5):
+        await fail(breakers, ProviderRateLimitError("p", "HTTP 429", 429), model="a")
+    assert breakers.state("p") is CLOSED
+
+
+# --- adaptive half-open ------------------------------------------------------------------------
+
+
+async def test_half_open_starts_short_and_backs_off_on_failed_trials_up_to_the_cap(
+        clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=1, reset_initial_s=2.0, reset_timeout_s=10.0)
+    await fail(breakers, server_error())
+    waits = []
+    for _ in range(5):
+        waited = 0.0
+        while not breakers.allows("p", "m"):
+            clock.advance(0.5)
+            waited += 0.5
+        waits.append(waited)
+        await fail(breakers, server_error())  # the trial fails: open again
+    assert waits == [2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+async def test_a_successful_trial_resets_the_back_off(clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=1, reset_initial_s=1.0, reset_timeout_s=30.0)
+    await fail(breakers, server_error())
+    clock.advance(1.0)
+    await fail(breakers, server_error())  # failed trial: the next wait is 2 s
+    clock.advance(1.0)
+    assert not breakers.allows("p", "m")
+    clock.advance(1.0)
+    await succeed(breakers)
+    assert breakers.state("p", "m") is CLOSED
+    await fail(breakers, server_error())  # a new outage starts short again
+    clock.advance(1.0)
+    assert breakers.allows("p", "m")
+
+
+def test_reset_after_never_exceeds_the_configured_reset() -> None:
+    config = BreakerConfig(reset_initial_s=60.0, reset_timeout_s=30.0)
+    assert config.reset_after(0) == 30.0
+    assert BreakerConfig().reset_after(0) == 2.0
+    assert BreakerConfig().reset_after(100) == 30.0
+
+
+async def test_the_provider_is_out_only_when_unreachable_or_every_model_is_open(
+        clock: FakeClock) -> None:
+    breakers = make(clock, fail_max=1)
+    await fail(breakers, server_error(), model="a")
+    assert not breakers.provider_open("p", ("a", "b"))
+    await fail(breakers, server_error(), model="b")
+    assert breakers.provider_open("p", ("a", "b"))
+    other = make(clock, fail_max=1)
+    await fail(other, unreachable(), model="a")
+    assert other.provider_open("p", ("a", "b"))
+    per_provider = make(clock, fail_max=1, per_model=False)
+    await fail(per_provider, server_error(), model="a")
+    assert per_provider.provider_open("p", ("a", "b"))

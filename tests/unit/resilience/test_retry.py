@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from provider_router.domain import AttemptOutcome
 from provider_router.errors import (
     ContentPolicyError,
     ContextLengthError,
@@ -20,6 +21,7 @@ from provider_router.errors import (
     ProviderRateLimitError,
     ProviderRejectedError,
     ProviderServerError,
+    ProviderSilentError,
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
@@ -30,6 +32,7 @@ from provider_router.resilience.retry import (
     RetryPolicy,
     attempt_share,
     attempt_timeout,
+    by_time_spent,
     next_delay,
     parse_retry_after,
     pick_error,
@@ -290,3 +293,31 @@ def test_pick_error_needs_an_error() -> None:
 def test_policy_is_validated(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**bad)  # type: ignore[arg-type]
+
+
+# --- classification by time spent ----------------------------------------------------------
+
+
+def test_a_close_after_a_long_silence_is_a_first_token_timeout() -> None:
+    closed = ProviderConnectionError("p", "connection failed before a response (reset)")
+    silent = by_time_spent(closed, 15.0, 2.0)
+    assert isinstance(silent, ProviderSilentError)
+    assert silent.outcome is AttemptOutcome.TIMEOUT and not silent.retryable
+    assert silent.phase == "first_token"
+    assert silent.message == ("p: no answer for 15s, then connection failed before a response "
+                              "(reset) (counted as a first-token timeout)")
+    assert silent.__cause__ is closed
+
+
+def test_a_quick_close_stays_a_retryable_connection_error() -> None:
+    closed = ProviderConnectionError("p", "connection failed before a response (reset)")
+    assert by_time_spent(closed, 0.05, 2.0) is closed
+
+
+@pytest.mark.parametrize("error", [
+    ProviderServerError("p", "HTTP 503", status_code=503),
+    ProviderRateLimitError("p", "HTTP 429", status_code=429),
+    ProviderRejectedError("p", "HTTP 400", status_code=400),
+])
+def test_answers_with_a_status_keep_their_class(error: ProviderError) -> None:
+    assert by_time_spent(error, 30.0, 2.0) is error
