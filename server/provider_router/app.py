@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from provider_router.api.health import SERVICE_NAME, HealthReporter
-from provider_router.api.interceptors import AuthInterceptor, Observer
+from provider_router.api.interceptors import AuthInterceptor, Observer, TenantKeys
 from provider_router.api.ports import bind, health_only_server
 from provider_router.api.servicer import RouterServicer
 from provider_router.api.tls import CertificateReloader
@@ -35,7 +35,7 @@ from provider_router.domain import ProviderSpec
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.resilience.cooldown import CooldownBook
-from provider_router.resilience.ratelimit import RateLimiter
+from provider_router.resilience.ratelimit import MemoryBucketStore, RateLimiter
 from provider_router.routing.dispatch import Resilience
 from provider_router.routing.gate import RouterGate
 from provider_router.routing.health import HealthMonitor
@@ -47,9 +47,15 @@ from provider_router.routing.registry import Registry
 from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
+from provider_router.routing.tenancy import TenantRouter
 from provider_router.routing.traced import TracedPlanner
 from provider_router.state.base import StateStore
-from provider_router.state.memory import open_state_store
+from provider_router.state.factory import open_state_store
+from provider_router.state.outage_spend import OutageTolerantSpendStore
+from provider_router.state.redis_link import RedisLink
+from provider_router.state.redis_spend import RedisSpendStore
+from provider_router.state.spend import MemorySpendStore, SpendStore
+from provider_router.state.urls import is_redis_url
 from provider_router.telemetry.access import CallLog, LineWriter
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
@@ -129,7 +135,7 @@ class App:
     server: grpc.aio.Server
     port: int
     health: HealthReporter
-    router: Router
+    router: Router | TenantRouter
     registry: Registry
     pool: ConnectorPool
     store: StateStore
@@ -140,6 +146,9 @@ class App:
     tls: CertificateReloader | None = None
     health_server: grpc.aio.Server | None = None
     health_port: int = 0
+    spend: SpendStore | None = None
+    link: RedisLink | None = None
+    """The process's one connection to Redis ([state] url = redis://...), else None."""
     calls: CallLog | None = None
     tracing: Tracing | None = None
     stopped: bool = False
@@ -155,6 +164,7 @@ class App:
         await self.monitor.publish_all()
         self.monitor.start()
         await self.health.serving()
+        await self.health.state_backend(self.link is None or self.link.up)
         log.info("serving on port %d (%d providers, pid %d)", self.port,
                  len(self.registry.snapshot().providers), os.getpid())
 
@@ -179,7 +189,11 @@ class App:
         self.lag_probe.stop()
         self.gc_pacer.stop()
         await self.pool.aclose()
+        if self.spend is not None:
+            await self.spend.aclose()
         await self.store.aclose()
+        if self.link is not None:
+            await self.link.aclose()
         # Blocks until the exposition thread's loop notices (up to half a second).
         await asyncio.to_thread(self.metrics.close)
         if self.calls is not None:
@@ -205,7 +219,9 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     if config.autoregister:
         specs = specs + providers_from_env(env, config.providers)
     routing = with_default_target(config.routing, specs)
-    store = open_state_store(config.state.url, config.state.registry_file)
+    link = await open_link(config, env, metrics)
+    store = open_state_store(config.state.url, config.state.registry_file, link,
+                             config.state.key_prefix)
     registry = Registry(store, routing)
     await registry.load(specs)
     if secrets is not None:
@@ -237,14 +253,25 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                                    config.connectors.proxies))
     health = HealthReporter()
     await health.starting()
+    if link is not None:
+        link.add_status_listener(health.state_backend)
     monitor = HealthMonitor(registry, pool, gate, resilience.breakers, metrics, health.provider,
                             res.health_interval_s, res.probe_timeout_s)
 
     client_keys = _api_keys(env, auth.client_keys_env)
     admin_keys = _api_keys(env, auth.admin_keys_env)
+    # Tenants: only when configured is the router wrapped (no tenant work per call otherwise).
+    spend = open_spend_store(config, env, link) if config.tenants else None
+    tenant_router = None
+    if spend is not None:
+        tenant_router = TenantRouter(router, registry, {t.name: t for t in config.tenants},
+                                     spend, MemoryBucketStore(), metrics,
+                                     routing.default_completion_tokens)
+    tenant_keys = TenantKeys({h: t.name for t in config.tenants for h in t.key_hashes})
     # No keys at all: the service is open, and an interceptor that lets everything through
     # would still cost a coroutine on every call.
-    interceptors = [AuthInterceptor(client_keys, admin_keys)] if client_keys or admin_keys else []
+    interceptors = ([AuthInterceptor(client_keys, admin_keys, tenant_keys)]
+                    if client_keys or admin_keys or tenant_keys else [])
     options = server_options(config.server.max_message_bytes)
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -254,7 +281,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     calls = CallLog(metrics, LineWriter(sys.stderr.buffer) if config.logging.access else None,
                     tracing)
     observer = Observer(metrics, calls, tracing, content=config.logging.content)
-    servicer = RouterServicer(router, observer, config.server.default_deadline_s)
+    servicer = RouterServicer(tenant_router or router, observer,
+                              config.server.default_deadline_s, tenant_router)
     servicer.add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     if config.server.reflection:
@@ -268,12 +296,37 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         health_only_server(health.servicer, config.server.health_listen, options)
         if config.server.health_listen else (None, 0))
     metrics.providers.set(len(registry.snapshot().providers))
-    metrics.state_store_ok.set(1.0)  # the embedded store cannot be unreachable
-    return App(config, server, port, health, router, registry, pool, store, metrics, monitor,
-               LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
+    return App(config, server, port, health, tenant_router or router, registry, pool, store,
+               metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
                        config.server.gc_sweep_interval_s),
-               tls, health_server, health_port, calls, tracing)
+               tls, health_server, health_port, spend, link, calls, tracing)
+
+
+def open_spend_store(config: Config, env: Mapping[str, str], link: RedisLink | None
+                     ) -> SpendStore:
+    """Tenant spend where the state lives: Redis (global, and tolerant of its outages) for
+    redis://, else this process (per replica)."""
+    state = config.state
+    if link is None:
+        return MemorySpendStore()
+    password = env.get(state.password_env) if state.password_env else None
+    remote = RedisSpendStore.from_url(state.url, state.key_prefix, password)
+    return OutageTolerantSpendStore(remote, link, state.timeout_s)
+
+
+async def open_link(config: Config, env: Mapping[str, str], metrics: Metrics
+                    ) -> RedisLink | None:
+    """The process's connection to Redis when `[state] url` names one (checked once, so an
+    unreachable Redis is logged at start; the service starts anyway, on its config)."""
+    state = config.state
+    if not is_redis_url(state.url):
+        metrics.state_backend_up.set(1.0)
+        return None
+    password = env.get(state.password_env) if state.password_env else None
+    link = RedisLink.from_url(state.url, password, metrics.state_backend_up)
+    await link.check()
+    return link
 
 
 async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | None = None,

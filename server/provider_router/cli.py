@@ -106,7 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="check the gRPC health service")
     _add_client_options(health)
     health.add_argument("--service", default="", help='service name ("" = overall)')
+    _tenant_commands(commands)
     return parser
+
+
+def _tenant_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hash_key = commands.add_parser(
+        "hash-key", help="print the key_sha256 of an API key read from stdin (for [[tenants]])")
+    hash_key.add_argument("--generate", action="store_true",
+                          help="make a new random key and print it with its hash")
+    usage = commands.add_parser("usage", help="spend and budgets per tenant (admin)")
+    _add_client_options(usage)
+    usage.add_argument("tenants", nargs="*", help="tenant names (default: all)")
+    usage.add_argument("--lines", action="store_true",
+                       help="also print this month's spend per provider model")
+    usage.add_argument("--json", action="store_true")
+    tenants = commands.add_parser("tenants", help="configured tenants and limits (admin)")
+    _add_client_options(tenants)
+    tenants.add_argument("--json", action="store_true")
 
 
 def _positive_int(text: str) -> int:
@@ -163,12 +180,14 @@ def _run(coro: object) -> int:
 
 
 def _client_command(name: str) -> Callable[[argparse.Namespace], int]:
-    from provider_router import cli_client
+    from provider_router import cli_client, cli_tenants
 
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "route": cli_client.route, "chat": cli_client.chat,
         "providers": cli_client.providers, "register": cli_client.register,
         "unregister": cli_client.unregister, "health": cli_client.health,
+        "hash-key": cli_tenants.hash_key_command, "usage": cli_tenants.usage,
+        "tenants": cli_tenants.tenants,
     }
     return commands[name]
 

@@ -43,7 +43,9 @@ def _describe_detail(detail: Any) -> list[str]:
 
 def _describe(kind: str, message: object) -> list[str]:
     if kind == "reason":
-        return [f"  reason: {message.reason}"]  # type: ignore[attr-defined]
+        facts = sorted(message.metadata.items())  # type: ignore[attr-defined]
+        return [f"  reason: {message.reason}"] + [  # type: ignore[attr-defined]
+            f"  {key}: {value}" for key, value in facts]
     if kind == "bad":
         return [f"  field {v.field}: {v.description}"
                 for v in message.field_violations]  # type: ignore[attr-defined]

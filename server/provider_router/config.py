@@ -35,6 +35,9 @@ from provider_router.provider_config import parse_providers
 from provider_router.resilience.settings import ResilienceSettings, parse_resilience_settings
 from provider_router.routing.settings import RoutingSettings, parse_routing_settings
 from provider_router.server_tls import TlsFiles, parse_tls_files
+from provider_router.state.urls import check_redis_url, is_redis_url, redacted
+from provider_router.tenant_config import parse_tenants
+from provider_router.tenants import Tenant
 
 ENV_PREFIX = "PROVIDER_ROUTER_"
 # Variables of the prefix that are not config overrides (CLI client settings).
@@ -89,10 +92,17 @@ class LoggingSettings:
 
 @dataclass(frozen=True, slots=True)
 class StateSettings:
-    """[state]: the state store URI and where runtime registrations persist."""
+    """[state]: the state store URI, where runtime registrations persist, and Redis options."""
 
     url: str = "memory://"
     registry_file: Path | None = None
+    # Redis only: the env var holding the password (never the password itself).
+    password_env: str = ""
+    # Replicas sharing the backend: local fallback limits are limit / replicas while it is down.
+    replicas: int = 1
+    # The hot path's budget for one Redis round trip (seconds).
+    timeout_s: float = 0.005
+    key_prefix: str = "provider-router:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +119,8 @@ class AuthSettings:
     allowed_upstream_networks: tuple[IpNetwork, ...] = ()
     allow_loopback_upstream: bool = True
     register_command_providers: bool = False
+    # A TOML file of [[tenants]] tables (key hashes, limits, budgets); see tenant_config.py.
+    tenants_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,7 @@ class Config:
     routing: RoutingSettings = field(default_factory=lambda: parse_routing_settings({}))
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     providers: tuple[ProviderSpec, ...] = ()
+    tenants: tuple[Tenant, ...] = ()
     autoregister: bool = True
     source: str = "defaults"
 
@@ -244,14 +257,30 @@ def _proxies(env: Mapping[str, str]) -> ProxySettings | None:
         raise ConfigError(exc.variable, "(not shown)", exc.expected) from None
 
 
-def _state(t: Table) -> StateSettings:
-    url = text(t, "url", "memory://")
-    if not url.startswith(("memory://", "redis://", "rediss://")):
-        raise ConfigError("state.url", url, "a memory:// or redis:// URI")
+def _state(t: Table, env: Mapping[str, str]) -> StateSettings:
+    d = StateSettings()
+    url = text(t, "url", d.url)
+    if is_redis_url(url):
+        check_redis_url(url, "state.url")
+    elif not url.startswith("memory://"):
+        raise ConfigError("state.url", redacted(url),
+                          "a memory:// or redis:// (rediss:// for TLS) URI")
     file_value = text(t, "registry_file", DEFAULT_REGISTRY_FILE)
     registry_file = None if file_value in ("", "none") else Path(file_value).expanduser()
+    password_env = text(t, "password_env", d.password_env)
+    if password_env and not env.get(password_env):
+        raise ConfigError("state.password_env", password_env,
+                          "the name of a set, non-empty environment variable")
+    key_prefix = text(t, "key_prefix", d.key_prefix)
+    if not key_prefix or any(c.isspace() for c in key_prefix):
+        raise ConfigError("state.key_prefix", key_prefix, "a non-empty string without spaces")
+    settings = StateSettings(
+        url=url, registry_file=registry_file, password_env=password_env,
+        replicas=int(number(t, "replicas", d.replicas, low=1, integer=True)),
+        timeout_s=number(t, "timeout", d.timeout_s, low=0.0001, high=10.0),
+        key_prefix=key_prefix)
     t.done()
-    return StateSettings(url=url, registry_file=registry_file)
+    return settings
 
 
 def _networks(t: Table, name: str) -> tuple[IpNetwork, ...]:
@@ -260,6 +289,8 @@ def _networks(t: Table, name: str) -> tuple[IpNetwork, ...]:
         return parse_networks(values)
     except ValueError as exc:
         raise ConfigError(t.key(name), list(values), f"a list of CIDRs ({exc})") from None
+def _optional_path(value: str) -> Path | None:
+    return Path(value).expanduser() if value else None
 
 
 def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
@@ -271,7 +302,7 @@ def _mapping(raw: Mapping[str, object], name: str) -> Mapping[str, object]:
 
 def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str) -> Config:
     """Validate raw TOML tables into a Config."""
-    known = set(SECTIONS) | {"providers"}
+    known = set(SECTIONS) | {"providers", "tenants"}
     for key in raw:
         if key not in known:
             raise ConfigError(key, raw[key], f"one of the sections {', '.join(sorted(known))}")
@@ -293,7 +324,8 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
                            else default_auth.register_key_envs),
         allowed_upstream_networks=_networks(auth_t, "allowed_upstream_networks"),
         allow_loopback_upstream=boolean(auth_t, "allow_loopback_upstream", True),
-        register_command_providers=boolean(auth_t, "register_command_providers", False))
+        register_command_providers=boolean(auth_t, "register_command_providers", False),
+        tenants_file=_optional_path(text(auth_t, "tenants_file", "")))
     auth_t.done()
     metrics_t = as_table(raw, "metrics")
     metrics = MetricsSettings(
@@ -307,13 +339,14 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
     return Config(
         server=_server(as_table(raw, "server")),
         logging=log,
-        state=_state(as_table(raw, "state")),
+        state=_state(as_table(raw, "state"), env),
         auth=auth,
         metrics=metrics,
         connectors=_connectors(as_table(raw, "connectors"), env),
         routing=parse_routing_settings(routing_raw),
         resilience=parse_resilience_settings(_mapping(raw, "resilience")),
         providers=parse_providers(raw.get("providers", [])),
+        tenants=parse_tenants(raw.get("tenants"), auth.tenants_file),
         autoregister=autoregister,
         source=source,
     )

@@ -389,6 +389,9 @@ class ChatRequest:
     response_format: ResponseFormat | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
+    # The tenant the caller authenticated as (set by the api layer from the API key, never
+    # from anything the caller wrote); "" when tenants are off or the key has none.
+    tenant: str = ""
 
 
 @fast_init

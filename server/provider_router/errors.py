@@ -31,6 +31,10 @@ class RouterError(Exception):
         # Every attempt made before this error ended the call (status details carry them).
         self.attempts: tuple[Attempt, ...] = ()
 
+    def info(self) -> dict[str, str]:
+        """Extra facts for the status's ErrorInfo metadata (none by default)."""
+        return {}
+
 
 # --- caller and configuration errors --------------------------------------------------------
 
@@ -83,6 +87,36 @@ class PermissionDeniedError(RouterError):
     reason = "PERMISSION_DENIED"
 
 
+class ModelNotAllowedError(PermissionDeniedError):
+    """The caller's tenant may not use the requested model."""
+
+    reason = "MODEL_NOT_ALLOWED"
+
+    def __init__(self, tenant: str, model: str) -> None:
+        super().__init__(f"tenant {tenant!r} may not use model {model!r}")
+        self.tenant = tenant
+        self.model = model
+
+    def info(self) -> dict[str, str]:
+        """Tenant and model, for ErrorInfo metadata."""
+        return {"tenant": self.tenant, "model": self.model}
+
+
+class ProviderNotAllowedError(PermissionDeniedError):
+    """The caller's tenant named a provider it may not use."""
+
+    reason = "PROVIDER_NOT_ALLOWED"
+
+    def __init__(self, tenant: str, provider: str) -> None:
+        super().__init__(f"tenant {tenant!r} may not use provider {provider!r}")
+        self.tenant = tenant
+        self.provider = provider
+
+    def info(self) -> dict[str, str]:
+        """Tenant and provider, for ErrorInfo metadata."""
+        return {"tenant": self.tenant, "provider": self.provider}
+
+
 class ConfigError(RouterError):
     """A bad configuration value: names the key, the value and what was expected."""
 
@@ -116,6 +150,41 @@ class RateLimitedError(RouterError):
         self.attempts = attempts
 
 
+class TenantRateLimitedError(RateLimitedError):
+    """The caller's tenant used up its own requests or tokens per minute."""
+
+    reason = "TENANT_RATE_LIMITED"
+
+    def __init__(self, tenant: str, retry_after_s: float) -> None:
+        super().__init__(f"tenant {tenant!r} is over its rate limit; retry in "
+                         f"{retry_after_s:.2f}s", retry_after_s)
+        self.tenant = tenant
+
+    def info(self) -> dict[str, str]:
+        """The tenant, for ErrorInfo metadata."""
+        return {"tenant": self.tenant}
+
+
+class BudgetExceededError(RateLimitedError):
+    """The caller's tenant has spent its budget for the day or the month."""
+
+    reason = "BUDGET_EXCEEDED"
+
+    def __init__(self, tenant: str, period: str, limit_usd: float, spent_usd: float,
+                 retry_after_s: float) -> None:
+        super().__init__(f"tenant {tenant!r} has spent its {period} budget "
+                         f"(${spent_usd:.4f} of ${limit_usd:.4f})", retry_after_s)
+        self.tenant = tenant
+        self.period = period
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+
+    def info(self) -> dict[str, str]:
+        """Tenant, period, limit and spend, for ErrorInfo metadata."""
+        return {"tenant": self.tenant, "period": self.period,
+                "limit_usd": f"{self.limit_usd:.6f}", "spent_usd": f"{self.spent_usd:.6f}"}
+
+
 class UnavailableError(RouterError):
     """No candidate could serve: none healthy, or every attempt failed."""
 
@@ -124,6 +193,12 @@ class UnavailableError(RouterError):
     def __init__(self, message: str, attempts: tuple[Attempt, ...] = ()) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class StateUnavailableError(UnavailableError):
+    """The shared state backend (Redis) cannot be reached, so a change cannot be stored."""
+
+    reason = "STATE_BACKEND_UNAVAILABLE"
 
 
 class NoCandidateError(UnavailableError):

@@ -9,7 +9,7 @@ share a change feed (Redis pub/sub) list themselves in SHARED_FEED.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,20 +18,40 @@ import pytest
 from provider_router.domain import ModelSpec, ProviderKind, ProviderSpec, Secret
 from provider_router.state.base import ProviderChange, StateStore
 from provider_router.state.memory import MemoryStateStore
+from provider_router.state.redis import RedisStateStore
+from provider_router.state.redis_link import RedisLink
+from tests.redis.server import RedisServer
 
 Opener = Callable[[], StateStore]
+Backend = Callable[[Path, pytest.FixtureRequest], AsyncIterator[Opener]]
 
 SPEC = ProviderSpec("alpha", ProviderKind.OPENAI, api_key=Secret("sk-contract"),
                     models=(ModelSpec("gpt-4o", 2.5, 10.0, 128_000),), priority=3)
 
 
-def memory_backend(tmp_path: Path) -> Iterator[Opener]:
+async def memory_backend(tmp_path: Path, request: pytest.FixtureRequest
+                         ) -> AsyncIterator[Opener]:
     path = tmp_path / "registry.json"
     yield lambda: MemoryStateStore(path)
 
 
-BACKENDS = {"memory": memory_backend}
-SHARED_FEED: frozenset[str] = frozenset()  # memory:// has one handle per process
+async def redis_backend(tmp_path: Path, request: pytest.FixtureRequest
+                        ) -> AsyncIterator[Opener]:
+    # Each handle gets a link of its own, as each replica has: one real redis-server.
+    server: RedisServer = request.getfixturevalue("redis_server")
+    links: list[RedisLink] = []
+
+    def open_handle() -> StateStore:
+        links.append(RedisLink.from_url(server.url, None))
+        return RedisStateStore(links[-1], "contract:")
+
+    yield open_handle
+    for link in links:
+        await link.aclose()
+
+
+BACKENDS: dict[str, Backend] = {"memory": memory_backend, "redis": redis_backend}
+SHARED_FEED = frozenset({"redis"})  # handles that hear each other (memory: one per process)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -40,8 +60,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def opener(backend: str, tmp_path: Path) -> Iterator[Opener]:
-    yield from BACKENDS[backend](tmp_path)
+async def opener(backend: str, tmp_path: Path, request: pytest.FixtureRequest
+                 ) -> AsyncIterator[Opener]:
+    async for open_handle in BACKENDS[backend](tmp_path, request):
+        yield open_handle
 
 
 async def test_it_starts_empty_and_is_healthy(opener: Opener) -> None:
@@ -87,18 +109,47 @@ async def test_a_handle_never_hears_its_own_writes(opener: Opener) -> None:
     await store.aclose()
 
 
+async def heard_after(heard: list[ProviderChange], count: int, seconds: float = 5.0
+                      ) -> list[ProviderChange]:
+    """`heard` once it holds `count` changes, or after `seconds` (a feed is asynchronous)."""
+    for _ in range(int(seconds / 0.02)):
+        if len(heard) >= count:
+            break
+        await asyncio.sleep(0.02)
+    return heard
+
+
 async def test_other_handles_hear_every_change(backend: str, opener: Opener) -> None:
-    if backend not in SHARED_FEED:
-        pytest.skip(f"{backend}: handles share no change feed")
     writer, listener = opener(), opener()
     heard: list[ProviderChange] = []
     listener.subscribe(heard.append)
+    await listener.listening()
     await writer.save_provider(SPEC)
     await writer.delete_provider(SPEC.name)
-    for _ in range(100):  # a shared feed delivers asynchronously
-        if len(heard) >= 2:
-            break
-        await asyncio.sleep(0.02)
-    assert heard == [ProviderChange(SPEC.name, SPEC), ProviderChange(SPEC.name, None)]
+    await writer.delete_provider(SPEC.name)  # nothing removed: nothing announced
+    if backend in SHARED_FEED:
+        assert await heard_after(heard, 2) == [ProviderChange(SPEC.name, SPEC),
+                                               ProviderChange(SPEC.name, None)]
+    else:  # a process-local store: another handle is a later run, told nothing live
+        assert not listener.shared
+        assert await heard_after(heard, 1, seconds=0.2) == []
+    await asyncio.sleep(0.1)
+    assert len(heard) == (2 if backend in SHARED_FEED else 0)
+    await writer.aclose()
+    await listener.aclose()
+
+
+async def test_a_change_between_load_and_subscribe_is_reported(backend: str,
+                                                               opener: Opener) -> None:
+    writer, listener = opener(), opener()
+    assert await listener.load_providers() == ()
+    await writer.save_provider(SPEC)  # before the listener follows the feed
+    heard: list[ProviderChange] = []
+    listener.subscribe(heard.append)
+    await listener.listening()
+    if backend in SHARED_FEED:
+        assert await heard_after(heard, 1) == [ProviderChange(SPEC.name, SPEC)]
+    else:
+        assert await heard_after(heard, 1, seconds=0.2) == []
     await writer.aclose()
     await listener.aclose()

@@ -150,3 +150,49 @@ def test_cli_check_accepts_a_good_config(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--config", str(_write(tmp_path, GOOD)), "--check"]) == 0
     assert "configuration OK" in capsys.readouterr().out
+
+
+def test_state_redis_keys_load_with_their_defaults(tmp_path: Path) -> None:
+    state = load_config(None, env={}).state
+    assert (state.url, state.password_env, state.replicas, state.timeout_s, state.key_prefix) == (
+        "memory://", "", 1, 0.005, "provider-router:")
+    text = ('[state]\nurl = "rediss://redis.internal:6380/2"\npassword_env = "REDIS_PASSWORD"\n'
+            'replicas = 3\ntimeout = 0.01\nkey_prefix = "pr:"\n')
+    state = load_config(_write(tmp_path, text), env={"REDIS_PASSWORD": "pw"}).state
+    assert (state.url, state.password_env, state.replicas, state.timeout_s, state.key_prefix) == (
+        "rediss://redis.internal:6380/2", "REDIS_PASSWORD", 3, 0.01, "pr:")
+    env = {"PROVIDER_ROUTER_STATE_URL": "redis://127.0.0.1:6379/0"}
+    assert load_config(None, env=env).state.url == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(("text", "env", "key", "expected"), [
+    ('url = "redis://:hunter2@h:6379/0"', {}, "state.url", "without a password"),
+    ('url = "redis://h:6379/x"', {}, "state.url", "DB a number"),
+    ('password_env = "REDIS_PASSWORD"', {}, "state.password_env", "a set, non-empty"),
+    ('password_env = "REDIS_PASSWORD"', {"REDIS_PASSWORD": ""}, "state.password_env",
+     "a set, non-empty"),
+    ("replicas = 0", {}, "state.replicas", ">= 1"),
+    ("replicas = 1.5", {}, "state.replicas", "an integer"),
+    ("timeout = 0", {}, "state.timeout", ">= 0.0001"),
+    ('timeout = "fast"', {}, "state.timeout", "a number"),
+    ('key_prefix = ""', {}, "state.key_prefix", "non-empty"),
+    ('key_prefix = "a b"', {}, "state.key_prefix", "without spaces"),
+    ("pasword_env = 1", {}, "state.pasword_env", "unknown key"),
+])
+def test_bad_state_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str],
+                                       key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, f"[state]\n{text}\n"), env=env)
+    assert info.value.key == key
+    assert expected in info.value.expected
+    assert "hunter2" not in str(info.value)
+
+
+def test_cli_accepts_a_redis_url_and_exits_2_on_a_bad_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _write(tmp_path, '[state]\nurl = "redis://127.0.0.1:6379/0"\n')
+    assert main(["serve", "--config", str(good), "--check"]) == 0
+    bad = _write(tmp_path, '[state]\nurl = "redis://127.0.0.1:6379/x"\n')
+    assert main(["serve", "--config", str(bad), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "state.url" in err and "Traceback" not in err

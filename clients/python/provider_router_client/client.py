@@ -131,6 +131,17 @@ class RouterClient:
         return self._stub.ListProviders(pb.ListProvidersRequest(names=list(names)),
                                         timeout=timeout, metadata=self._metadata)
 
+    def get_usage(self, tenants: Sequence[str] = (), timeout: float | None = None
+                  ) -> pb.GetUsageResponse:
+        """Spend per tenant, provider and model this day and month (admin)."""
+        return self._stub.GetUsage(pb.GetUsageRequest(tenants=list(tenants)), timeout=timeout,
+                                   metadata=self._metadata)
+
+    def list_tenants(self, timeout: float | None = None) -> pb.ListTenantsResponse:
+        """Every configured tenant with its limits (admin)."""
+        return self._stub.ListTenants(pb.ListTenantsRequest(), timeout=timeout,
+                                      metadata=self._metadata)
+
     def health(self, service: str = "", timeout: float | None = None) -> int:
         """The grpc.health.v1 serving status of a service ("" = overall)."""
         response = self._health.Check(health_pb2.HealthCheckRequest(service=service),
@@ -202,6 +213,17 @@ class AsyncRouterClient:
         """Every provider with spec and live status."""
         return await self._stub.ListProviders(pb.ListProvidersRequest(names=list(names)),
                                               timeout=timeout, metadata=self._metadata)
+
+    async def get_usage(self, tenants: Sequence[str] = (), timeout: float | None = None
+                        ) -> pb.GetUsageResponse:
+        """Spend per tenant, provider and model this day and month (admin)."""
+        return await self._stub.GetUsage(pb.GetUsageRequest(tenants=list(tenants)),
+                                         timeout=timeout, metadata=self._metadata)
+
+    async def list_tenants(self, timeout: float | None = None) -> pb.ListTenantsResponse:
+        """Every configured tenant with its limits (admin)."""
+        return await self._stub.ListTenants(pb.ListTenantsRequest(), timeout=timeout,
+                                            metadata=self._metadata)
 
     async def health(self, service: str = "", timeout: float | None = None) -> int:
         """The grpc.health.v1 serving status of a service ("" = overall)."""

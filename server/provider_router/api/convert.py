@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from provider_router import domain as d
 from provider_router.api.enums import (
@@ -34,7 +35,7 @@ from provider_router.api.responses import status_to_proto as status_to_proto
 from provider_router.api.responses import stream_event_to_proto as stream_event_to_proto
 from provider_router.errors import FieldViolation, InvalidRequestError
 from provider_router.v1 import router_pb2 as pb
-from provider_router.validation import MAX_MODEL_NAME, NAME_PATTERN
+from provider_router.validation import MAX_MODEL_NAME, MAX_MODELS, NAME_PATTERN
 
 E = TypeVar("E")
 
@@ -73,6 +74,17 @@ def struct_to_json(value: struct_pb2.Struct) -> dict[str, d.JsonValue]:
     """A protobuf Struct as a plain JSON object."""
     result: dict[str, d.JsonValue] = json_format.MessageToDict(value)
     return result
+
+
+def _json_schema(value: struct_pb2.Struct, field: str, v: Violations
+                 ) -> dict[str, d.JsonValue]:
+    """A Struct as JSON, or a violation: JSON has no NaN or Infinity, which a Struct's
+    number_value can hold (json_format refuses them with ValueError)."""
+    try:
+        return struct_to_json(value)
+    except ValueError:
+        v.add(field, "must be valid JSON: numbers must be finite (no NaN or Infinity)")
+        return {}
 
 
 def _capabilities(values: Iterable[int], field: str, v: Violations) -> frozenset[d.Capability]:
@@ -251,7 +263,7 @@ def _tools(tools: Sequence[pb.Tool], v: Violations) -> tuple[d.ToolDefinition, .
     for i, tool in enumerate(tools):
         if not tool.name:
             v.add(f"tools[{i}].name", "must not be empty")
-        schema = struct_to_json(tool.parameters)
+        schema = _json_schema(tool.parameters, f"tools[{i}].parameters", v)
         result.append(d.ToolDefinition(tool.name, tool.description, schema))
     return tuple(result)
 
@@ -269,7 +281,8 @@ def _response_format(msg: pb.ResponseFormat, v: Violations) -> d.ResponseFormat 
     if msg.type == pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
         return None
     kind = v.enum(FORMATS, msg.type, "response_format.type", "response format")
-    schema = struct_to_json(msg.json_schema) if msg.HasField("json_schema") else None
+    schema = (_json_schema(msg.json_schema, "response_format.json_schema", v)
+              if msg.HasField("json_schema") else None)
     if kind is d.ResponseFormatType.JSON_SCHEMA and schema is None:
         v.add("response_format.json_schema", "is required with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
     if kind is None:
@@ -302,13 +315,30 @@ def route_to_domain(msg: pb.RouteRequest) -> tuple[d.ChatRequest, float | None]:
         routing=routing_to_domain(msg.routing, v),
         stream=msg.stream,
     )
+    at = _timestamp(msg.evaluation_time, v) if msg.HasField("evaluation_time") else None
     v.raise_if_any("invalid route request")
-    at = msg.evaluation_time.ToDatetime().timestamp() if msg.HasField("evaluation_time") else None
     return request, at
 
 
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_TIMESTAMP_S = -62_135_596_800
+_MAX_TIMESTAMP_S = 253_402_300_799
+
+
+def _timestamp(value: Timestamp, v: Violations) -> float | None:
+    """Epoch seconds of a valid Timestamp, else a violation (ToDatetime raises ValueError)."""
+    if (not _MIN_TIMESTAMP_S <= value.seconds <= _MAX_TIMESTAMP_S
+            or not 0 <= value.nanos <= 999_999_999):
+        v.add("evaluation_time", "must be a valid Timestamp (0001-01-01 to 9999-12-31, "
+                                 "nanos from 0 to 999999999)")
+        return None
+    return value.seconds + value.nanos / 1e9
+
+
 def _seconds(duration: Duration, present: bool) -> float | None:
-    return duration.ToTimedelta().total_seconds() if present else None
+    # Plain arithmetic: ToTimedelta raises on out-of-range fields; the spec validation
+    # (validation.py) then judges the number like any other.
+    return duration.seconds + duration.nanos / 1e9 if present else None
 
 
 def _timeouts(msg: pb.ProviderTimeouts) -> d.ProviderTimeouts:
@@ -334,6 +364,11 @@ def spec_to_domain(msg: pb.ProviderSpec) -> d.ProviderSpec:
     """ProviderSpec → domain (shape only; validation.py checks values)."""
     v = Violations()
     kind = v.enum(KINDS, msg.kind, "provider.kind", "kind")
+    if len(msg.models) > MAX_MODELS:
+        # Refused before converting: 100,000 models would cost seconds to convert only to
+        # be refused by validation.py anyway.
+        v.add("provider.models", f"must list at most {MAX_MODELS} models")
+        v.raise_if_any("invalid provider spec")
     models = tuple(_model_spec(m, f"provider.models[{i}]", v) for i, m in enumerate(msg.models))
     capabilities = _capabilities(msg.capabilities, "provider.capabilities", v)
     v.raise_if_any("invalid provider spec")

@@ -2,7 +2,9 @@
 
 Service names: "" (overall) and "provider_router.v1.RouterService" are SERVING once the
 server is ready and NOT_SERVING from the moment it starts draining; each provider is
-reported under "provider_router.provider.<name>" (SERVING while it can take traffic).
+reported under "provider_router.provider.<name>" (SERVING while it can take traffic), and
+the state backend under "provider_router.state" (NOT_SERVING while Redis is unreachable: the
+router still serves, from its last known state, so the overall status does not change).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from grpc_health.v1._async import HealthServicer
 
 SERVICE_NAME = "provider_router.v1.RouterService"
 PROVIDER_PREFIX = "provider_router.provider."
+STATE_SERVICE = "provider_router.state"
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -38,6 +41,11 @@ class HealthReporter:
         """Shutting down: every service NOT_SERVING from now on, permanently."""
         self._draining = True
         await self.servicer.enter_graceful_shutdown()
+
+    async def state_backend(self, up: bool) -> None:
+        """Report whether the state backend is reachable."""
+        if not self._draining:
+            await self.servicer.set(STATE_SERVICE, SERVING if up else NOT_SERVING)
 
     async def provider(self, name: str, serving: bool) -> None:
         """Report one provider's health."""

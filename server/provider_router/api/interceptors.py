@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import hmac
 import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
@@ -35,6 +36,7 @@ from provider_router.v1 import router_pb2 as pb
 
 if TYPE_CHECKING:
     from provider_router.telemetry.tracing import Tracing
+from provider_router.tenants import hash_key
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,15 @@ if TYPE_CHECKING:  # grpc's RpcMethodHandler is generic only in its type stubs
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
 SERVICE = "/provider_router.v1.RouterService/"
-ADMIN_METHODS = frozenset(SERVICE + m for m in ("Register", "Unregister", "UpdateMetrics"))
+ADMIN_METHODS = frozenset(SERVICE + m for m in ("Register", "Unregister", "UpdateMetrics",
+                                                 "GetUsage", "ListTenants"))
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+AUTHENTICATED_TENANT: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "authenticated_tenant", default="")
+"""The tenant the current call's API key belongs to; set only by AuthInterceptor, read by
+the servicer, which puts it in the domain request (caller-supplied fields never count)."""
 
 
 class RequestIds:
@@ -106,7 +114,7 @@ class Observer:
         self.metrics.rpc_seconds.labels(method).observe(elapsed)
         if isinstance(error, RouterError):
             self.calls.finished(method, request_id, code, elapsed, None, error.attempts,
-                                error.reason)
+                                error.reason, tenant=AUTHENTICATED_TENANT.get())
         else:
             self.calls.finished(method, request_id, code, elapsed,
                                 reason="INTERNAL" if error is not None else "")
@@ -184,7 +192,8 @@ class Observer:
             elapsed = time.perf_counter() - started
             seconds.observe(elapsed)
             calls.finished(method, request_id, "OK", elapsed, response, content=(
-                {**_prompt(request), "answer": response.result.text} if content else None))
+                {**_prompt(request), "answer": response.result.text} if content else None),
+                tenant=AUTHENTICATED_TENANT.get())
             return to_proto(response, request_id)
 
         wrapped.__name__ = wrapped.__qualname__ = method
@@ -231,7 +240,8 @@ class Observer:
             calls.finished(method, request_id, "OK", elapsed,
                            event if type(event) is d.StreamEnded else None,
                            content=None if text is None else {**_prompt(request),
-                                                              "answer": "".join(text)})
+                                                              "answer": "".join(text)},
+                           tenant=AUTHENTICATED_TENANT.get())
 
         wrapped.__name__ = wrapped.__qualname__ = method
         return self._traced_stream(method, wrapped)
@@ -289,16 +299,42 @@ def _matches(presented: str, keys: Collection[str]) -> bool:
     return found
 
 
+class TenantKeys:
+    """API-key hashes (tenants.hash_key) and the tenant each belongs to.
+
+    A presented key is hashed once and compared with every stored hash in constant time
+    (hmac.compare_digest), so neither the match nor its position shows in the timing.
+    """
+
+    def __init__(self, hashes: Mapping[str, str]) -> None:
+        self._entries = tuple((h.encode(), tenant) for h, tenant in hashes.items())
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def tenant_for(self, presented: str) -> str | None:
+        """The tenant of a presented key, or None when no tenant has it."""
+        digest = hash_key(presented).encode()
+        found: str | None = None
+        for stored, tenant in self._entries:
+            if hmac.compare_digest(digest, stored):
+                found = tenant
+        return found
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """API-key auth: admin keys may call everything; client keys all but admin methods.
+    """API-key auth: admin keys may call everything; client and tenant keys all but admin
+    methods. A tenant key's call runs with AUTHENTICATED_TENANT set to its tenant.
 
     With no keys configured at all the service is open (a local default); health and
     reflection are always open so probes work.
     """
 
-    def __init__(self, client_keys: Collection[str], admin_keys: Collection[str]) -> None:
+    def __init__(self, client_keys: Collection[str], admin_keys: Collection[str],
+                 tenant_keys: TenantKeys | None = None) -> None:
         self._client = frozenset(client_keys)
         self._admin = frozenset(admin_keys)
+        self._tenants = tenant_keys if tenant_keys else None
 
     async def intercept_service(
         self,
@@ -307,19 +343,49 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         """Let the call through, or answer it with UNAUTHENTICATED / PERMISSION_DENIED."""
         method = handler_call_details.method
-        if method.startswith(OPEN_PREFIXES) or not (self._client or self._admin):
+        if method.startswith(OPEN_PREFIXES) or not (self._client or self._admin or self._tenants):
             return await continuation(handler_call_details)
         presented = _presented_key(handler_call_details.invocation_metadata or ())
         if not presented:
             return _deny(grpc.StatusCode.UNAUTHENTICATED, "missing API key (authorization: "
                          "Bearer <key> or x-api-key)", method)
         is_admin = _matches(presented, self._admin)
-        if not is_admin and not _matches(presented, self._client):
+        tenant = self._tenants.tenant_for(presented) if self._tenants is not None else None
+        if not is_admin and tenant is None and not _matches(presented, self._client):
             return _deny(grpc.StatusCode.UNAUTHENTICATED, "invalid API key", method)
         if method in ADMIN_METHODS and not is_admin:
             return _deny(grpc.StatusCode.PERMISSION_DENIED, "an admin API key is required",
                          method)
-        return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if tenant is None or is_admin:
+            return handler
+        return _as_tenant(handler, tenant)
+
+
+def _as_tenant(handler: Handler, tenant: str) -> Handler:
+    """The handler, run with AUTHENTICATED_TENANT set to `tenant`."""
+    if handler is None:
+        return handler
+    if handler.unary_unary is not None:
+        unary_inner: Any = handler.unary_unary  # an async handler: its stubs say sync
+
+        async def unary(request: object, context: Context) -> object:
+            AUTHENTICATED_TENANT.set(tenant)  # the call's own task: nothing else sees it
+            return await unary_inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, handler.request_deserializer, handler.response_serializer)
+    if handler.unary_stream is not None:
+        stream_inner: Any = handler.unary_stream
+
+        async def stream(request: object, context: Context) -> AsyncIterator[object]:
+            AUTHENTICATED_TENANT.set(tenant)
+            async for message in stream_inner(request, context):
+                yield message
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream, handler.request_deserializer, handler.response_serializer)
+    return handler
 
 
 def _deny(code: grpc.StatusCode, message: str, method: str) -> grpc.RpcMethodHandler[Any, Any]:

@@ -51,7 +51,8 @@ def _retry_after(error: e.RouterError) -> float | None:
 
 
 def _details(error: e.RouterError) -> list[any_pb2.Any]:
-    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))]
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN,
+                                                 metadata=error.info()))]
     if isinstance(error, e.InvalidRequestError) and error.violations:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)

@@ -6,11 +6,20 @@ frozen RegistrySnapshot and publish it with one attribute assignment; readers ca
 carries indexes (model -> candidates in priority order, provider -> model -> candidate), so
 finding the candidates of a model costs the same with 10 or 10,000 providers.
 
-Merge rule at start (`load`): the config file is the source of truth for the providers it
-names. A persisted runtime registration whose name the config also defines is dropped (and
-deleted from the store); every other persisted registration is restored. Register and
-Unregister apply to any name at once and are persisted, but a runtime change to a
-config-defined provider lasts only until the next start.
+Merge rule at start (`load`) with a store of this process alone (memory://): the config file
+is the source of truth for the providers it names. A persisted runtime registration whose name
+the config also defines is dropped (and deleted from the store); every other persisted
+registration is restored. Register and Unregister apply to any name at once and are persisted,
+but a runtime change to a config-defined provider lasts only until the next start.
+
+With a shared store (redis://) the store holds the fleet's runtime registrations and the
+config file stays per replica: each replica serves its config overlaid by the shared
+registrations, a runtime registration winning by name, at start as at any time (deleting it
+because one replica's config names it would undo it on every replica). Unregister removes the
+shared registration everywhere; a replica whose config defines that name falls back to its
+config spec. A store that cannot be reached at start leaves the registry on its config; the
+store's feed reports the registrations once it is back. A write the store refuses is undone
+here too, so this replica never serves a registration the others will not see.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from provider_router.errors import (
     ConfigError,
     FieldViolation,
     InvalidRequestError,
+    StateUnavailableError,
     UnknownProviderError,
 )
 from provider_router.routing.candidates import Candidate, base_order_key, make_candidate
@@ -120,6 +130,7 @@ class Registry:
         self._snapshot = RegistrySnapshot.build((), 0)
         self._listeners: list[Listener] = []
         self._unsubscribe: Unsubscribe | None = None
+        self._config: Mapping[str, ProviderSpec] = {}
         self.stats = StatsBook(settings.latency_alpha, settings.latency_window,
                                settings.metrics_ttl_s)
 
@@ -137,21 +148,47 @@ class Registry:
             self._listeners.append(callback)
 
     async def load(self, config_specs: Sequence[ProviderSpec]) -> None:
-        """Merge persisted registrations with the config (config wins); also a reload."""
+        """Merge persisted registrations with the config; also a reload (see module doc)."""
         config_names = _check_config(config_specs)
-        persisted = await self._store.load_providers()
+        self._config = {spec.name: spec for spec in config_specs}
+        if self._unsubscribe is None and self._store.shared:
+            # Follow the feed before reading, so no change falls between the two.
+            self._unsubscribe = self._store.subscribe(self._on_remote_change)
+            await self._store.listening()
+        persisted = await self._persisted()
+        for spec in persisted:
+            _check_persisted(spec)
+        if self._store.shared:
+            self._overlay(config_specs, persisted)
+        else:
+            await self._config_wins(config_specs, config_names, persisted)
+        if self._unsubscribe is None:
+            self._unsubscribe = self._store.subscribe(self._on_remote_change)
+
+    async def _persisted(self) -> tuple[ProviderSpec, ...]:
+        try:
+            return await self._store.load_providers()
+        except StateUnavailableError as error:
+            log.warning("starting on the config alone: %s", error)
+            return ()
+
+    def _overlay(self, config_specs: Sequence[ProviderSpec],
+                       persisted: Sequence[ProviderSpec]) -> None:
+        runtime = {spec.name: spec for spec in persisted}
+        with self._lock:
+            self._publish_all([*(s for s in config_specs if s.name not in runtime), *persisted])
+
+    async def _config_wins(self, config_specs: Sequence[ProviderSpec],
+                           config_names: frozenset[str],
+                           persisted: Sequence[ProviderSpec]) -> None:
         shadowed = [p.name for p in persisted if p.name in config_names]
         restored = [p for p in persisted if p.name not in config_names]
-        for spec in restored:
-            _check_persisted(spec)
         with self._lock:
             self._publish_all([*config_specs, *restored])
         for name in shadowed:
             log.info("provider %s: the config defines it, so its runtime registration is "
                      "dropped", name)
             await self._store.delete_provider(name)
-        if self._unsubscribe is None:
-            self._unsubscribe = self._store.subscribe(self._on_remote_change)
 
     def check(self, spec: ProviderSpec) -> RegisterOutcome:
         """What register() would do (validate_only): InvalidRequestError, or the outcome."""
@@ -164,9 +201,10 @@ class Registry:
     async def register(self, spec: ProviderSpec) -> RegisterOutcome:
         """Add or atomically replace a provider; idempotent for an identical spec."""
         self.check(spec)
+        old = self._snapshot.providers.get(spec.name)
         outcome = self._apply(spec)
         if outcome.changed:
-            await self._persist(spec.name)
+            await self._persist_or_undo(spec.name, spec, old)
         return outcome
 
     async def unregister(self, name: str) -> ProviderSpec:
@@ -174,8 +212,24 @@ class Registry:
         old = self._remove(name)
         if old is None:
             raise UnknownProviderError(name)
-        await self._persist(name)
+        await self._persist_or_undo(name, None, old)
+        fallback = self._config.get(name) if self._store.shared else None
+        if fallback is not None and name not in self._snapshot.providers:
+            self._apply(fallback)  # this replica's own config spec serves again
         return old
+
+    async def _persist_or_undo(self, name: str, new: ProviderSpec | None,
+                               old: ProviderSpec | None) -> None:
+        try:
+            await self._persist(name)
+        except StateUnavailableError:
+            # Undo only our own change: a later writer's spec stays.
+            if self._snapshot.providers.get(name) == new:
+                if old is None:
+                    self._remove(name)
+                else:
+                    self._apply(old)
+            raise
 
     def update_metrics(self, report: MetricsReport) -> None:
         """Record externally measured metrics (validated; they blend with observations)."""
@@ -246,7 +300,11 @@ class Registry:
 
     def _on_remote_change(self, change: ProviderChange) -> None:
         if change.spec is None:
-            self._remove(change.name)
+            fallback = self._config.get(change.name) if self._store.shared else None
+            if fallback is None:
+                self._remove(change.name)
+            else:
+                self._apply(fallback)
             return
         violations = validate_provider_spec(change.spec)
         if violations:

@@ -63,7 +63,9 @@ class ProviderStatusView:
             if name not in providers:
                 raise UnknownProviderError(name)
         now = time.time()
-        chosen = sorted(names or providers)
+        # Each provider once, however often it was named (100,000 copies of one name must
+        # not make 100,000 views).
+        chosen = sorted(set(names) or providers)
         return [ProviderView(providers[n], _with_health(self._status(providers[n], now),
                                                         self._out(providers[n])))
                 for n in chosen]

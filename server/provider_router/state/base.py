@@ -1,8 +1,8 @@
 """The StateStore protocol: where runtime state lives, behind one async interface.
 
-Backends are chosen by URI scheme (`open_state_store`, in state/memory.py): `memory://`
-keeps state in the process and persists runtime registrations to a local file; `redis://`
-(a later backend) shares it across replicas.
+Backends are chosen by URI scheme (`open_state_store`, in state/factory.py): `memory://`
+keeps state in the process and persists runtime registrations to a local file; `redis://` and
+`rediss://` share it across replicas (state/redis.py, over one RedisLink per process).
 
 What a store holds today: the providers registered at runtime (Register/Unregister), and a
 change feed so every replica applies the others' registrations.
@@ -52,6 +52,11 @@ Unsubscribe = Callable[[], None]
 class StateStore(Protocol):
     """Runtime registrations and their change feed, shared by every replica of a backend."""
 
+    @property
+    def shared(self) -> bool:
+        """Whether other processes share this store (their changes arrive via subscribe)."""
+        ...
+
     async def load_providers(self) -> tuple[ProviderSpec, ...]:
         """Every persisted registration, sorted by name (secrets included, for connectors)."""
         ...
@@ -66,6 +71,10 @@ class StateStore(Protocol):
 
     def subscribe(self, callback: ChangeCallback) -> Unsubscribe:
         """Call `callback` for changes made through other handles; never for this one's own."""
+        ...
+
+    async def listening(self) -> None:
+        """Return once changes made from now on reach the subscribers (or the feed is down)."""
         ...
 
     async def health(self) -> StoreHealth:

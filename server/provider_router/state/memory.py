@@ -16,11 +16,10 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from provider_router.domain import ProviderSpec
 from provider_router.errors import ConfigError
-from provider_router.state.base import ChangeCallback, StateStore, StoreHealth, Unsubscribe
+from provider_router.state.base import ChangeCallback, StoreHealth, Unsubscribe
 from provider_router.state.codec import CodecError, decode_spec, encode_spec
 
 FORMAT_VERSION = 1
@@ -29,6 +28,9 @@ FORMAT_VERSION = 1
 
 class MemoryStateStore:
     """The StateStore of a single process, optionally persisted to `registry_file`."""
+
+    shared = False
+    """Only this process writes here."""
 
     def __init__(self, registry_file: Path | None = None) -> None:
         self._file = registry_file
@@ -51,6 +53,9 @@ class MemoryStateStore:
     def subscribe(self, callback: ChangeCallback) -> Unsubscribe:
         """No other handle can change a process-local store, so the callback is never called."""
         return _nothing
+
+    async def listening(self) -> None:
+        """The feed never fires, so it is as live as it will ever be."""
 
     async def health(self) -> StoreHealth:
         """Unhealthy when the last write failed or the file's directory is not writable."""
@@ -97,18 +102,6 @@ class MemoryStateStore:
             # Only a durable change becomes the store's state.
             self._specs = specs
             return existed
-
-
-def open_state_store(url: str, registry_file: Path | None) -> StateStore:
-    """The store for `url`, chosen by URI scheme: `memory://` persists to `registry_file`."""
-    # memory:// is the only backend so far, so the choice lives beside it; when redis://
-    # arrives this moves to its own module (state/factory.py) that imports both.
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryStateStore(registry_file)
-    if scheme in ("redis", "rediss", "unix"):
-        raise ConfigError("state.url", url, "memory:// (redis:// arrives with the Redis backend)")
-    raise ConfigError("state.url", url, "a memory:// or redis:// URI")
 
 
 def _nothing() -> None:

@@ -127,8 +127,10 @@ class Metrics:
             ["provider"], registry=registry))
         self.providers = Gauge("provider_router_providers", "Registered providers.",
                                registry=registry)
-        self.state_store_ok = Gauge("provider_router_state_store_ok",
-                                    "1 while the state store is reachable.", registry=registry)
+        self.state_backend_up = Gauge(
+            "provider_router_state_backend_up",
+            "1 while the state backend (Redis, or the embedded store) is reachable; 0 while "
+            "the process serves from its last known state.", registry=registry)
         # --- the process --------------------------------------------------------------------
         self.loop_lag = Histogram(
             "provider_router_event_loop_lag_seconds",
@@ -159,6 +161,22 @@ class Metrics:
         for name in BREAKER_STATES:
             self.breaker_state.remove(provider, name)
         self.provider_up.remove(provider)
+
+        # Tenants (routing/tenancy.py); children appear only when tenants are configured.
+        self.tenant_cost = LabelCache(Counter(
+            "provider_router_tenant_cost_usd", "USD spent, by tenant, provider and model.",
+            ["tenant", "provider", "model"], registry=self.registry))
+        self.tenant_tokens = LabelCache(Counter(
+            "provider_router_tenant_tokens", "Tokens used, by tenant, provider, model and "
+            "kind (prompt or completion).", ["tenant", "provider", "model", "kind"],
+            registry=self.registry))
+        self.budget_rejections = LabelCache(Counter(
+            "provider_router_budget_rejections", "Calls refused because the tenant's budget "
+            "for the period (day or month) was spent.", ["tenant", "period"],
+            registry=self.registry))
+        self.tenant_rate_limited = LabelCache(Counter(
+            "provider_router_tenant_rate_limited", "Calls refused by a tenant's own RPM/TPM.",
+            ["tenant"], registry=self.registry))
 
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics over HTTP on a background thread (prometheus_client's own)."""

@@ -2359,3 +2359,256 @@ class AttemptsDetail(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AttemptsDetail: _TypeAlias = AttemptsDetail  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    """GetUsageRequest names the tenants to report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tenant names; empty means every configured tenant and "(none)", the spend
+        of callers without a tenant.
+        """
+
+    def __init__(
+        self,
+        *,
+        tenants: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class UsageLine(_message.Message):
+    """UsageLine is the spend of one tenant on one provider model in one period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """The provider that answered."""
+    model: _builtins.str
+    """The model that answered."""
+    cost_usd: _builtins.float
+    """USD spent (answers of unknown price count 0)."""
+    prompt_tokens: _builtins.int
+    """Prompt tokens used."""
+    completion_tokens: _builtins.int
+    """Completion tokens used."""
+    requests: _builtins.int
+    """Answered calls."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        cost_usd: _builtins.float = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        requests: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageLine: _TypeAlias = UsageLine  # noqa: Y015
+
+@_typing.final
+class TenantUsage(_message.Message):
+    """TenantUsage is one tenant's spend in the current day and month."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    SPENT_DAY_USD_FIELD_NUMBER: _builtins.int
+    SPENT_MONTH_USD_FIELD_NUMBER: _builtins.int
+    BUDGET_DAY_USD_FIELD_NUMBER: _builtins.int
+    BUDGET_MONTH_USD_FIELD_NUMBER: _builtins.int
+    REMAINING_DAY_USD_FIELD_NUMBER: _builtins.int
+    REMAINING_MONTH_USD_FIELD_NUMBER: _builtins.int
+    DAY_LINES_FIELD_NUMBER: _builtins.int
+    MONTH_LINES_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    """The tenant's name."""
+    day: _builtins.str
+    """The UTC day reported, as YYYY-MM-DD."""
+    month: _builtins.str
+    """The UTC month reported, as YYYY-MM."""
+    spent_day_usd: _builtins.float
+    """USD spent today."""
+    spent_month_usd: _builtins.float
+    """USD spent this month."""
+    budget_day_usd: _builtins.float
+    """The daily budget in USD; 0 when there is none."""
+    budget_month_usd: _builtins.float
+    """The monthly budget in USD; 0 when there is none."""
+    remaining_day_usd: _builtins.float
+    """USD left today (never negative); 0 when there is no daily budget."""
+    remaining_month_usd: _builtins.float
+    """USD left this month (never negative); 0 when there is no monthly budget."""
+    @_builtins.property
+    def day_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageLine]:
+        """Today's spend per provider model."""
+
+    @_builtins.property
+    def month_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageLine]:
+        """This month's spend per provider model."""
+
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        day: _builtins.str = ...,
+        month: _builtins.str = ...,
+        spent_day_usd: _builtins.float = ...,
+        spent_month_usd: _builtins.float = ...,
+        budget_day_usd: _builtins.float = ...,
+        budget_month_usd: _builtins.float = ...,
+        remaining_day_usd: _builtins.float = ...,
+        remaining_month_usd: _builtins.float = ...,
+        day_lines: _abc.Iterable[Global___UsageLine] | None = ...,
+        month_lines: _abc.Iterable[Global___UsageLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_day_usd", b"budget_day_usd", "budget_month_usd", b"budget_month_usd", "day", b"day", "day_lines", b"day_lines", "month", b"month", "month_lines", b"month_lines", "remaining_day_usd", b"remaining_day_usd", "remaining_month_usd", b"remaining_month_usd", "spent_day_usd", b"spent_day_usd", "spent_month_usd", b"spent_month_usd", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantUsage: _TypeAlias = TenantUsage  # noqa: Y015
+
+@_typing.final
+class GetUsageResponse(_message.Message):
+    """GetUsageResponse holds one entry per tenant reported."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantUsage]:
+        """The tenants, in the order asked (by name when none were named)."""
+
+    def __init__(
+        self,
+        *,
+        tenants: _abc.Iterable[Global___TenantUsage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
+
+@_typing.final
+class ListTenantsRequest(_message.Message):
+    """ListTenantsRequest asks for every configured tenant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantsRequest: _TypeAlias = ListTenantsRequest  # noqa: Y015
+
+@_typing.final
+class TenantInfo(_message.Message):
+    """TenantInfo is a configured tenant and its limits (never its keys)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    RPM_FIELD_NUMBER: _builtins.int
+    TPM_FIELD_NUMBER: _builtins.int
+    BUDGET_DAY_USD_FIELD_NUMBER: _builtins.int
+    BUDGET_MONTH_USD_FIELD_NUMBER: _builtins.int
+    KEY_COUNT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The tenant's name."""
+    rpm: _builtins.int
+    """Requests per minute; 0 means unlimited."""
+    tpm: _builtins.int
+    """Tokens per minute; 0 means unlimited."""
+    budget_day_usd: _builtins.float
+    """The daily budget in USD; 0 when there is none."""
+    budget_month_usd: _builtins.float
+    """The monthly budget in USD; 0 when there is none."""
+    key_count: _builtins.int
+    """How many API keys map to the tenant."""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Model patterns (globs) the tenant may name; empty means any model."""
+
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Provider patterns (globs) that may serve the tenant; empty means any."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
+        providers: _abc.Iterable[_builtins.str] | None = ...,
+        rpm: _builtins.int = ...,
+        tpm: _builtins.int = ...,
+        budget_day_usd: _builtins.float = ...,
+        budget_month_usd: _builtins.float = ...,
+        key_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_day_usd", b"budget_day_usd", "budget_month_usd", b"budget_month_usd", "key_count", b"key_count", "models", b"models", "name", b"name", "providers", b"providers", "rpm", b"rpm", "tpm", b"tpm"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantInfo: _TypeAlias = TenantInfo  # noqa: Y015
+
+@_typing.final
+class ListTenantsResponse(_message.Message):
+    """ListTenantsResponse holds every configured tenant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantInfo]:
+        """The tenants, sorted by name."""
+
+    def __init__(
+        self,
+        *,
+        tenants: _abc.Iterable[Global___TenantInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTenantsResponse: _TypeAlias = ListTenantsResponse  # noqa: Y015

@@ -72,6 +72,16 @@ class RouterServiceStub:
                 request_serializer=provider__router_dot_v1_dot_router__pb2.ListProvidersRequest.SerializeToString,
                 response_deserializer=provider__router_dot_v1_dot_router__pb2.ListProvidersResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/provider_router.v1.RouterService/GetUsage',
+                request_serializer=provider__router_dot_v1_dot_router__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=provider__router_dot_v1_dot_router__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/provider_router.v1.RouterService/ListTenants',
+                request_serializer=provider__router_dot_v1_dot_router__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=provider__router_dot_v1_dot_router__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServiceServicer:
@@ -135,6 +145,22 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """GetUsage returns the spend of tenants per provider and model in the current
+        UTC day and month, with their budgets and what remains (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenants(self, request, context):
+        """ListTenants returns every configured tenant with its limits; key hashes
+        are never returned, only how many keys a tenant has (admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +198,16 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.ListProviders,
                     request_deserializer=provider__router_dot_v1_dot_router__pb2.ListProvidersRequest.FromString,
                     response_serializer=provider__router_dot_v1_dot_router__pb2.ListProvidersResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=provider__router_dot_v1_dot_router__pb2.GetUsageRequest.FromString,
+                    response_serializer=provider__router_dot_v1_dot_router__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=provider__router_dot_v1_dot_router__pb2.ListTenantsRequest.FromString,
+                    response_serializer=provider__router_dot_v1_dot_router__pb2.ListTenantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -366,6 +402,60 @@ class RouterService:
             '/provider_router.v1.RouterService/ListProviders',
             provider__router_dot_v1_dot_router__pb2.ListProvidersRequest.SerializeToString,
             provider__router_dot_v1_dot_router__pb2.ListProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provider_router.v1.RouterService/GetUsage',
+            provider__router_dot_v1_dot_router__pb2.GetUsageRequest.SerializeToString,
+            provider__router_dot_v1_dot_router__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provider_router.v1.RouterService/ListTenants',
+            provider__router_dot_v1_dot_router__pb2.ListTenantsRequest.SerializeToString,
+            provider__router_dot_v1_dot_router__pb2.ListTenantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

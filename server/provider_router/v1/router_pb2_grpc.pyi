@@ -62,6 +62,14 @@ class RouterServiceStub:
     """ListProviders returns every provider with its spec (secrets never), live
     statistics, breaker state and health.
     """
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_router_pb2.GetUsageRequest, _router_pb2.GetUsageResponse]
+    """GetUsage returns the spend of tenants per provider and model in the current
+    UTC day and month, with their budgets and what remains (admin).
+    """
+    ListTenants: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListTenantsRequest, _router_pb2.ListTenantsResponse]
+    """ListTenants returns every configured tenant with its limits; key hashes
+    are never returned, only how many keys a tenant has (admin).
+    """
 
 @_typing.type_check_only
 class RouterServiceAsyncStub(RouterServiceStub):
@@ -96,6 +104,14 @@ class RouterServiceAsyncStub(RouterServiceStub):
     ListProviders: _aio.UnaryUnaryMultiCallable[_router_pb2.ListProvidersRequest, _router_pb2.ListProvidersResponse]  # type: ignore[assignment]
     """ListProviders returns every provider with its spec (secrets never), live
     statistics, breaker state and health.
+    """
+    GetUsage: _aio.UnaryUnaryMultiCallable[_router_pb2.GetUsageRequest, _router_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """GetUsage returns the spend of tenants per provider and model in the current
+    UTC day and month, with their budgets and what remains (admin).
+    """
+    ListTenants: _aio.UnaryUnaryMultiCallable[_router_pb2.ListTenantsRequest, _router_pb2.ListTenantsResponse]  # type: ignore[assignment]
+    """ListTenants returns every configured tenant with its limits; key hashes
+    are never returned, only how many keys a tenant has (admin).
     """
 
 class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -170,6 +186,26 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_router_pb2.ListProvidersResponse, _abc.Awaitable[_router_pb2.ListProvidersResponse]]:
         """ListProviders returns every provider with its spec (secrets never), live
         statistics, breaker state and health.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _router_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.GetUsageResponse, _abc.Awaitable[_router_pb2.GetUsageResponse]]:
+        """GetUsage returns the spend of tenants per provider and model in the current
+        UTC day and month, with their budgets and what remains (admin).
+        """
+
+    @_abc_1.abstractmethod
+    def ListTenants(
+        self,
+        request: _router_pb2.ListTenantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ListTenantsResponse, _abc.Awaitable[_router_pb2.ListTenantsResponse]]:
+        """ListTenants returns every configured tenant with its limits; key hashes
+        are never returned, only how many keys a tenant has (admin).
         """
 
 def add_RouterServiceServicer_to_server(servicer: RouterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

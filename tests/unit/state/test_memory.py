@@ -22,7 +22,7 @@ from provider_router.domain import (
 )
 from provider_router.errors import ConfigError
 from provider_router.state.codec import CodecError, decode_spec, encode_spec
-from provider_router.state.memory import MemoryStateStore, open_state_store
+from provider_router.state.memory import MemoryStateStore
 
 FULL = ProviderSpec(
     name="full", kind=ProviderKind.OPENAI_COMPATIBLE, base_url="https://llm.example/v1",
@@ -146,12 +146,3 @@ async def test_health_reports_an_unwritable_directory(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o700)
 
-
-def test_the_factory_chooses_by_scheme(tmp_path: Path) -> None:
-    assert isinstance(open_state_store("memory://", tmp_path / "r.json"), MemoryStateStore)
-    with pytest.raises(ConfigError) as caught:
-        open_state_store("redis://localhost:6379/0", None)
-    assert caught.value.key == "state.url"
-    assert "arrives with the Redis backend" in caught.value.message
-    with pytest.raises(ConfigError):
-        open_state_store("etcd://x", None)

@@ -29,7 +29,9 @@ async def test_a_blocking_call_counts_as_a_stall(caplog: pytest.LogCaptureFixtur
     probe.stop()
     assert not probe.running
     registry = metrics.registry
-    assert registry.get_sample_value("provider_router_event_loop_stalls_total") == 1
+    # At least the 120 ms block; a loaded machine may preempt the loop once more on its own.
+    stalls = registry.get_sample_value("provider_router_event_loop_stalls_total")
+    assert stalls is not None and stalls >= 1
     ticks = registry.get_sample_value("provider_router_event_loop_lag_seconds_count")
     assert ticks is not None and ticks >= 3
     worst = registry.get_sample_value("provider_router_event_loop_lag_seconds_bucket",
