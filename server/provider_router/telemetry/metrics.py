@@ -150,6 +150,21 @@ class Metrics:
             "provider_router_event_loop_stalls",
             "Times the event loop was blocked longer than the stall threshold.",
             registry=registry)
+        # Tenants (routing/tenancy.py); children appear only when tenants are configured.
+        self.tenant_cost = LabelCache(Counter(
+            "provider_router_tenant_cost_usd", "USD spent, by tenant, provider and model.",
+            ["tenant", "provider", "model"], registry=registry))
+        self.tenant_tokens = LabelCache(Counter(
+            "provider_router_tenant_tokens", "Tokens used, by tenant, provider, model and "
+            "kind (prompt or completion).", ["tenant", "provider", "model", "kind"],
+            registry=registry))
+        self.budget_rejections = LabelCache(Counter(
+            "provider_router_budget_rejections", "Calls refused because the tenant's budget "
+            "for the period (day or month) was spent.", ["tenant", "period"],
+            registry=registry))
+        self.tenant_rate_limited = LabelCache(Counter(
+            "provider_router_tenant_rate_limited", "Calls refused by a tenant's own RPM/TPM.",
+            ["tenant"], registry=registry))
 
     def set_breaker(self, provider: str, state: str) -> None:
         """Mark `state` (one of BREAKER_STATES) as the provider's current breaker state."""
@@ -161,22 +176,6 @@ class Metrics:
         for name in BREAKER_STATES:
             self.breaker_state.remove(provider, name)
         self.provider_up.remove(provider)
-
-        # Tenants (routing/tenancy.py); children appear only when tenants are configured.
-        self.tenant_cost = LabelCache(Counter(
-            "provider_router_tenant_cost_usd", "USD spent, by tenant, provider and model.",
-            ["tenant", "provider", "model"], registry=self.registry))
-        self.tenant_tokens = LabelCache(Counter(
-            "provider_router_tenant_tokens", "Tokens used, by tenant, provider, model and "
-            "kind (prompt or completion).", ["tenant", "provider", "model", "kind"],
-            registry=self.registry))
-        self.budget_rejections = LabelCache(Counter(
-            "provider_router_budget_rejections", "Calls refused because the tenant's budget "
-            "for the period (day or month) was spent.", ["tenant", "period"],
-            registry=self.registry))
-        self.tenant_rate_limited = LabelCache(Counter(
-            "provider_router_tenant_rate_limited", "Calls refused by a tenant's own RPM/TPM.",
-            ["tenant"], registry=self.registry))
 
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics over HTTP on a background thread (prometheus_client's own)."""
