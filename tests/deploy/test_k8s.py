@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from provider_router.config import build_config
+from provider_router.config import apply_env_overrides, build_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -92,10 +92,22 @@ def test_the_pod_outlives_its_drain_and_spreads_over_zones_and_nodes(variant: st
     assert "replicas" not in _one(objects, "Deployment")["spec"]  # the HPA owns it
 
 
-def test_the_default_config_is_one_the_server_accepts() -> None:
-    objects = render("default")
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_config_with_the_pods_overrides_is_one_the_server_accepts(variant: str) -> None:
+    objects = render(variant)
     env = {e["name"]: e["value"] for e in _container(objects)["env"] if "value" in e}
-    build_config(tomllib.loads(_config_text(objects)), env, source="configmap")
+    # What a required Secret key provides in the pod (optional ones may be absent).
+    env.update({e["name"]: "from-the-secret" for e in _container(objects)["env"]
+                if not e.get("valueFrom", {}).get("secretKeyRef", {"optional": True})
+                .get("optional", False)})
+    raw = tomllib.loads(_config_text(objects))
+    apply_env_overrides(raw, env)
+    config = build_config(raw, env, source="configmap")
+    if variant == "redis":
+        assert config.state.url.startswith("redis://")
+        assert config.state.password_env == "REDIS_PASSWORD"
+        hpa = _one(objects, "HorizontalPodAutoscaler")
+        assert config.state.replicas == hpa["spec"]["minReplicas"]
 
 
 def test_the_redis_overlay_shares_state_with_a_password_from_a_secret() -> None:
