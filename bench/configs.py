@@ -28,9 +28,14 @@ class ServerShape:
     slow_delay_ms: int = 1000
     extra_providers: int = 0
     workers: int = 1
+    state_url: str = "memory://"
+    # Give the called provider a rate limit and max_concurrent, far above the load, so every
+    # call goes through admission (the state scenario: memory:// vs redis:// limits).
+    limits: bool = False
 
 
-def _provider(name: str, models: list[str], base_url: str, max_concurrent: int = 0) -> str:
+def _provider(name: str, models: list[str], base_url: str, max_concurrent: int = 0,
+              rpm: int = 0) -> str:
     quoted = ", ".join(f'"{m}"' for m in models)
     lines = [
         "[[providers]]",
@@ -44,6 +49,8 @@ def _provider(name: str, models: list[str], base_url: str, max_concurrent: int =
     if max_concurrent:
         # The provider's connection pool: a slow upstream needs one connection per stream.
         lines.append(f"max_concurrent = {max_concurrent}")
+    if rpm:
+        lines.append(f"rate_limit_rpm = {rpm}")
     return "\n".join(lines) + "\n"
 
 
@@ -61,7 +68,7 @@ def server_config(shape: ServerShape) -> str:
         'level = "info"',
         "",
         "[state]",
-        'url = "memory://"',
+        f'url = "{shape.state_url}"',
         'registry_file = "none"',
         "",
         "[metrics]",
@@ -71,7 +78,7 @@ def server_config(shape: ServerShape) -> str:
         "[autoregister]",
         "enabled = false",
         "",
-        _provider(FAST, [FAST], f"{mock}/v1"),
+        _provider(FAST, [FAST], f"{mock}/v1", *((10_000, 100_000_000) if shape.limits else ())),
         _provider(CHUNKY, [CHUNKY], f"{mock}/mock/{shape.chunky_chunks}/0/v1"),
         _provider(SLOW, [SLOW], f"{mock}/mock/{shape.slow_chunks}/{shape.slow_delay_ms}/v1",
                   max_concurrent=20_000),

@@ -46,11 +46,13 @@ from bench.scenarios import (
     stream_ttft_c1,
     workers,
 )
+from bench.state import state_scenario
 
 Scenario = Callable[[Bench, Server], Figures]
 MAIN: dict[str, Scenario] = {"chat_c1": chat_c1, "stream_ttft_c1": stream_ttft_c1,
                              "chat_c64": chat_c64, "stream20_c64": stream20_c64}
-ALL = (*MAIN, "floor", "direct_c64", "route_1k", "hold", "workers", "routing_decision")
+ALL = (*MAIN, "floor", "direct_c64", "route_1k", "hold", "workers", "state",
+       "routing_decision")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -124,6 +126,13 @@ class Suite:
                 with self.bench.router(f"workers{count}", pin=False, workers=count) as server:
                     for _ in range(repeat):
                         self.add(f"workers_{count}", workers(self.bench, server))
+
+    def state(self) -> None:
+        """Chat c=64 with global limits on Redis against the same limits in memory,
+        alternating per repeat (bench/state.py)."""
+        if self.wants("state"):
+            for name, figures in state_scenario(self.bench):
+                self.add(name, figures)
 
     def routing_decision(self, budget_s: float) -> None:
         """bench/routing_decision.py: one decision in-process, by registry size."""
@@ -228,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(Bench(settings, port, mock.pid), set(args.only.split(",")))
         suite.main_and_floor()
         suite.others()
+        suite.state()
         suite.routing_decision(0.2 if args.quick else 1.0)
     except BaseException:
         print(f"failed; server and mock logs kept in {logs}", file=sys.stderr)

@@ -54,6 +54,7 @@ from provider_router.state.factory import open_state_store
 from provider_router.state.outage_spend import OutageTolerantSpendStore
 from provider_router.state.redis_link import RedisLink
 from provider_router.state.redis_spend import RedisSpendStore
+from provider_router.state.shared import SharedState
 from provider_router.state.spend import MemorySpendStore, SpendStore
 from provider_router.state.urls import is_redis_url
 from provider_router.telemetry.access import CallLog, LineWriter
@@ -149,6 +150,8 @@ class App:
     spend: SpendStore | None = None
     link: RedisLink | None = None
     """The process's one connection to Redis ([state] url = redis://...), else None."""
+    shared: SharedState | None = None
+    """Limits, breakers and stats shared with the other replicas (Redis only)."""
     calls: CallLog | None = None
     tracing: Tracing | None = None
     stopped: bool = False
@@ -156,6 +159,8 @@ class App:
     async def start(self) -> None:
         """Start serving and report SERVING."""
         await self.server.start()
+        if self.shared is not None:
+            self.shared.start()
         if self.health_server is not None:
             await self.health_server.start()
         if self.tls is not None:
@@ -192,6 +197,8 @@ class App:
         if self.spend is not None:
             await self.spend.aclose()
         await self.store.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
         if self.link is not None:
             await self.link.aclose()
         # Blocks until the exposition thread's loop notices (up to half a second).
@@ -228,8 +235,12 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         secrets.registry = registry
     rng = random.Random()
     res = config.resilience
-    resilience = Resilience(ProviderBreakers(res.breaker), RateLimiter(), res, rng,
-                            CooldownBook(res.cooldown))
+    breakers = ProviderBreakers(res.breaker)
+    shared = None if link is None else SharedState.open(
+        link, breakers, registry.stats, replicas=config.state.replicas,
+        timeout_s=config.state.timeout_s, key_prefix=config.state.key_prefix)
+    resilience = Resilience(breakers, RateLimiter(shared.limits if shared else None), res, rng,
+                            CooldownBook(res.cooldown), shared.slots if shared else None)
     gate = RouterGate(registry, env, resilience.breakers, resilience.limiter,
                       resilience.cooldowns)
     auth = config.auth
@@ -300,7 +311,7 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
                        config.server.gc_sweep_interval_s),
-               tls, health_server, health_port, spend, link, calls, tracing)
+               tls, health_server, health_port, spend, link, shared, calls, tracing)
 
 
 def open_spend_store(config: Config, env: Mapping[str, str], link: RedisLink | None

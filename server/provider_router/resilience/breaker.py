@@ -96,6 +96,13 @@ class BreakerChange:
 BreakerListener = Callable[[BreakerChange], None]
 """Receives every state change (logs, metrics, ListProviders, per-provider health)."""
 
+TrialGate = Callable[[str, str], bool]
+"""Whether this process may send a due half-open trial for (provider, model-or-""); when it
+answers False the breaker stays open (another replica holds the trial)."""
+
+TRIAL_ELSEWHERE_S = 0.5
+"""The retry hint of a call refused because another replica runs the trial."""
+
 
 class BreakerOpenError(ProviderError):
     """The breaker cannot admit this call now: skip to the next candidate."""
@@ -179,8 +186,9 @@ class _Breaker:
     """One pybreaker breaker plus what it lacks: a failure window, one trial, a ramp."""
 
     def __init__(self, provider: str, model: str, config: BreakerConfig, clock: Clock,
-                 notify: BreakerListener) -> None:
+                 notify: BreakerListener, gate: TrialGate | None = None) -> None:
         self._provider = provider
+        self.gate = gate
         self._model = model
         self._config = config
         self._clock = clock
@@ -225,7 +233,11 @@ class _Breaker:
             return True
         if state == pybreaker.STATE_HALF_OPEN:
             return not self._trial
-        return self.open_for(now) <= 0.0
+        return self.open_for(now) <= 0.0 and self._may_trial()
+
+    def _may_trial(self) -> bool:
+        gate = self.gate
+        return gate is None or gate(self._provider, self._model)
 
     def allows_now(self) -> bool:
         """`allows` at the current time; the clock is read only when the breaker is not
@@ -265,6 +277,8 @@ class _Breaker:
             wait = self.open_for(now)
             if wait > 0.0:
                 return None, wait
+            if not self._may_trial():
+                return None, TRIAL_ELSEWHERE_S
             self._cb.half_open()
             state = BreakerState.HALF_OPEN
         if state is BreakerState.HALF_OPEN:
@@ -321,6 +335,22 @@ class _Breaker:
             self._storage.increment_counter()
         with contextlib.suppress(_Replay), self._cb.calling():
             raise _Replay
+
+    def force(self, state: BreakerState, open_for_s: float) -> None:
+        """Take a state decided elsewhere (another replica): OPEN for `open_for_s` more
+        seconds, or CLOSED. Listeners hear the transition like any other."""
+        with self._lock:
+            current = self._sync()
+            if state is BreakerState.CLOSED:
+                if current is not BreakerState.CLOSED:
+                    self._cb.close()
+            else:
+                if current is not BreakerState.OPEN:
+                    self._cb.open()
+                # So that open_for() answers open_for_s, whatever wait this breaker is at.
+                wait = self._config.reset_after(self._failed_trials)
+                self._opened_at = self._clock() - wait + open_for_s
+        self._flush()
 
     def changed(self, old: BreakerState, new: BreakerState) -> None:
         """pybreaker moved states (caller holds the lock)."""
@@ -416,6 +446,7 @@ class ProviderBreakers:
         self._pairs: dict[tuple[str, str], tuple[_Breaker, _Breaker]] = {}
         # Replaced, never mutated, so notifying needs no lock.
         self._listeners: tuple[BreakerListener, ...] = ()
+        self._gate: TrialGate | None = None
 
     @property
     def config(self) -> BreakerConfig:
@@ -435,7 +466,8 @@ class ProviderBreakers:
             with self._lock:
                 breaker = self._breakers.get(key)
                 if breaker is None:
-                    breaker = _Breaker(key[0], key[1], self._config, self._clock, self._notify)
+                    breaker = _Breaker(key[0], key[1], self._config, self._clock, self._notify,
+                                       self._gate)
                     self._breakers[key] = breaker
         return breaker
 
@@ -501,6 +533,26 @@ class ProviderBreakers:
                                                          self._get(provider, model))
             return PairGuard(*pair)
         return Guard(self._get(provider, model))
+
+    def open_for(self, provider: str, model: str) -> float:
+        """Seconds until an open breaker may admit its trial; 0.0 when not open or due."""
+        breaker = self._find(provider, model)
+        if breaker is None or breaker.state() is not BreakerState.OPEN:
+            return 0.0
+        return breaker.open_for(self._clock())
+
+    def apply(self, provider: str, model: str, state: BreakerState,
+              open_for_s: float = 0.0) -> None:
+        """Adopt a state another replica decided (shared breakers, state/breaker_sync.py):
+        OPEN for `open_for_s` more seconds, or CLOSED."""
+        self._get(provider, model).force(state, open_for_s)
+
+    def set_trial_gate(self, gate: TrialGate | None) -> None:
+        """Ask `gate` before any breaker sends a due half-open trial (one replica at a time)."""
+        with self._lock:
+            self._gate = gate
+            for breaker in self._breakers.values():
+                breaker.gate = gate
 
     def add_listener(self, callback: BreakerListener) -> Callable[[], None]:
         """Call `callback` on every state change; returns a function that stops it."""

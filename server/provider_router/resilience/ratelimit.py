@@ -11,14 +11,15 @@ backend can run the same math in one Lua script, shared by every replica, withou
 callers; `peek` is sync because the planner's gate must be cheap (a shared backend answers
 it from its last-known view). `MemoryBucketStore` is the in-process default.
 
-Concurrency (`max_concurrent`) is per replica and in-process only: `ConcurrencyLimits`.
+Concurrency (`max_concurrent`) is per replica (`ConcurrencyLimits`, and the in-flight counts
+of routing/stats.py); with shared state a `SharedSlots` also counts it over every replica.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -194,6 +195,20 @@ class RateLimiter:
     async def forget(self, provider: str) -> None:
         """Drop a provider's buckets (it was unregistered)."""
         await self._store.forget((f"{provider}/rpm", f"{provider}/tpm"))
+
+
+class SharedSlots(Protocol):
+    """Concurrency slots counted over every replica (`max_concurrent` as a global limit);
+    state/redis_concurrency.py implements it on Redis."""
+
+    def enter(self, provider: str, limit: int) -> Awaitable[bool]:
+        """Take a slot unless `limit` are taken across all replicas. The request is queued
+        at once (so it can share a round trip with a rate-limit take); await the answer."""
+        ...
+
+    def leave(self, provider: str) -> None:
+        """Give back a slot taken by `enter` (never waits)."""
+        ...
 
 
 class ConcurrencyLimits:

@@ -28,7 +28,7 @@ from provider_router.errors import (
 from provider_router.resilience.breaker import BreakerOpenError, ProviderBreakers
 from provider_router.resilience.cooldown import CooldownBook
 from provider_router.resilience.deadline import Deadline
-from provider_router.resilience.ratelimit import RateLimiter
+from provider_router.resilience.ratelimit import RateLimiter, SharedSlots
 from provider_router.resilience.retry import attempt_share, by_time_spent, next_delay
 from provider_router.resilience.settings import ResilienceSettings
 from provider_router.routing.pool import ConnectorPool
@@ -85,6 +85,8 @@ class Resilience:
     settings: ResilienceSettings
     rng: random.Random
     cooldowns: CooldownBook = field(default_factory=CooldownBook)
+    # max_concurrent over every replica (state shared through Redis); None: per replica.
+    slots: SharedSlots | None = None
 
 
 def _skip(target: d.RouteTarget, reason: str, error: str = "") -> d.Attempt:
@@ -153,8 +155,17 @@ class Dispatcher:
         self._record(chain, d.Attempt(target.provider, target.model, d.AttemptOutcome.SUCCESS,
                                       duration))
 
-    def _in_flight(self, provider: str) -> _InFlight:
-        return _InFlight(self._stats, provider)
+    def _in_flight(self, spec: d.ProviderSpec) -> _InFlight:
+        slots = self._r.slots
+        if slots is not None and spec.max_concurrent:
+            return _InFlightSlot(self._stats, spec.name, slots)
+        return _InFlight(self._stats, spec.name)
+
+    def _unslot(self, spec: d.ProviderSpec) -> None:
+        """Give back a global slot whose call never started (its breaker refused it)."""
+        slots = self._r.slots
+        if slots is not None and spec.max_concurrent:
+            slots.leave(spec.name)
 
     # --- admission and policy ---------------------------------------------------------------
 
@@ -189,12 +200,35 @@ class Dispatcher:
                         ) -> bool:
         """Rate-limit capacity, then a concurrency slot, for one attempt: every retry is a
         request the provider sees, so each one takes its own token."""
+        slots = self._r.slots
+        if slots is not None and spec.max_concurrent:
+            return await self._admitted_shared(spec, target, chain, slots)
         if not await self.admit(spec, target, chain):
             return False
         # No await between this check and the in-flight increment: the slot is ours.
         if self._concurrency_ok(spec, target, chain):
             return True
         await self._released(spec, chain)
+        return False
+
+    async def _admitted_shared(self, spec: d.ProviderSpec, target: d.RouteTarget,
+                               chain: Chain, slots: SharedSlots) -> bool:
+        """`_admitted` against max_concurrent over every replica: the slot is asked for
+        first, so it shares one round trip to the state backend with the rate-limit take."""
+        entering = slots.enter(spec.name, spec.max_concurrent)
+        try:
+            admitted = await self.admit(spec, target, chain)
+        except BaseException:
+            if await entering:  # answered within the state backend's budget
+                slots.leave(spec.name)
+            raise
+        if await entering:
+            if admitted:
+                return True
+            slots.leave(spec.name)
+        elif admitted:
+            self._record(chain, _skip(target, "CONCURRENCY_LIMIT", "global limit"))
+            await self._released(spec, chain)
         return False
 
     def stops_chain(self, error: ProviderError) -> bool:
@@ -257,11 +291,12 @@ class Dispatcher:
             started = time.perf_counter()
             try:
                 with self._r.breakers.guard(target.provider, target.model), \
-                        self._in_flight(spec.name), self._pool.lease(spec) as connector:
+                        self._in_flight(spec), self._pool.lease(spec) as connector:
                     result = await connector.chat(
                         provider_request, self._attempt_deadline(deadline, spec, remaining))
             except BreakerOpenError as error:
                 self._record(chain, _skip(target, error.reason, error.message))
+                self._unslot(spec)
                 await self._released(spec, chain)
                 return None
             except ProviderError as error:
@@ -303,7 +338,7 @@ class Dispatcher:
                 # One attempt inside the breaker. Inline, not a generator of its own: a layer
                 # costs a resumption per event of every stream.
                 with self._r.breakers.guard(target.provider, target.model), \
-                        self._in_flight(spec.name), self._pool.lease(spec) as connector:
+                        self._in_flight(spec), self._pool.lease(spec) as connector:
                     # aclosing: a cancelled caller closes the upstream request at once.
                     async with contextlib.aclosing(
                             connector.stream(provider_request, attempt_deadline)) as events:
@@ -318,6 +353,7 @@ class Dispatcher:
                             yield event
             except BreakerOpenError as error:
                 self._record(chain, _skip(target, error.reason, error.message))
+                self._unslot(spec)
                 await self._released(spec, chain)
                 return
             except ProviderError as error:
@@ -375,6 +411,21 @@ class _InFlight:
                  traceback: TracebackType | None) -> None:
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
             self._stats.abandon(self._provider)
+
+
+class _InFlightSlot(_InFlight):
+    """`_InFlight` for a call that also holds a global concurrency slot: gives it back."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, stats: StatsBook, provider: str, slots: SharedSlots) -> None:
+        super().__init__(stats, provider)
+        self._slots = slots
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        super().__exit__(kind, error, traceback)
+        self._slots.leave(self._provider)
 
 
 class _Progress:

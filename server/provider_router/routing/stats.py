@@ -65,6 +65,47 @@ class ProviderStats:
             unavailable_reason=unavailable_reason, is_mock=is_mock, reported=self.reported)
 
 
+@dataclass(frozen=True, slots=True)
+class StatsSummary:
+    """One provider's statistics on one replica (or merged over several), as replicas share
+    them (state/stats_sync.py): small, and blended by sample count."""
+
+    ema_ms: float | None = None
+    ttft_ms: float | None = None
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    samples: int = 0
+    outcomes: int = 0
+    failures: int = 0
+    in_flight: int = 0
+
+
+def _weighted(pairs: list[tuple[float | None, int]]) -> float | None:
+    known = [(value, max(1, weight)) for value, weight in pairs if value is not None]
+    total = sum(weight for _, weight in known)
+    return sum(value * weight for value, weight in known) / total if known else None
+
+
+def merge_summaries(summaries: list[StatsSummary]) -> StatsSummary:
+    """Several replicas' summaries as one: averages weighted by samples, counts summed.
+    Percentiles are the sample-weighted mean of each replica's (an approximation: exact
+    merging would need every sample, which is what this sharing avoids)."""
+    weights = [s.samples for s in summaries]
+    return StatsSummary(
+        ema_ms=_weighted([(s.ema_ms, s.samples) for s in summaries]),
+        ttft_ms=_weighted([(s.ttft_ms, s.samples) for s in summaries]),
+        p50_ms=_weighted([(s.p50_ms, w) for s, w in zip(summaries, weights, strict=True)
+                          if w]) or 0.0,
+        p95_ms=_weighted([(s.p95_ms, w) for s, w in zip(summaries, weights, strict=True)
+                          if w]) or 0.0,
+        p99_ms=_weighted([(s.p99_ms, w) for s, w in zip(summaries, weights, strict=True)
+                          if w]) or 0.0,
+        samples=sum(weights), outcomes=sum(s.outcomes for s in summaries),
+        failures=sum(s.failures for s in summaries),
+        in_flight=sum(s.in_flight for s in summaries))
+
+
 class StatsView(Protocol):
     """What routing reads on the hot path; StatsBook implements it, tests may fake it."""
 
@@ -110,8 +151,8 @@ class _Cell:
     """One provider's mutable counters; mutated only under its own lock."""
 
     __slots__ = ("checked_at", "ema_ms", "failure_count", "failures", "health", "in_flight",
-                 "last_error", "lock", "outcomes", "reported", "request_count", "samples",
-                 "ttft_ms")
+                 "last_error", "lock", "outcomes", "peers", "reported", "request_count",
+                 "samples", "ttft_ms")
 
     def __init__(self, window: int) -> None:
         self.lock = threading.Lock()
@@ -127,13 +168,33 @@ class _Cell:
         self.health = HealthState.UNKNOWN
         self.checked_at: float | None = None
         self.reported: ReportedMetrics | None = None
+        # What the other replicas measured (merged), when state is shared; else None.
+        self.peers: StatsSummary | None = None
 
     def live_report(self, now: float) -> ReportedMetrics | None:
         reported = self.reported
         return reported if reported is not None and reported.expires_at > now else None
 
     def error_rate(self) -> float | None:
+        peers = self.peers
+        if peers is not None and peers.outcomes:
+            return (self.failures + peers.failures) / (len(self.outcomes) + peers.outcomes)
         return self.failures / len(self.outcomes) if self.outcomes else None
+
+    def summary(self) -> StatsSummary:
+        """This replica's own figures (never the peers'), for sharing."""
+        with self.lock:
+            ordered = sorted(self.samples)
+            return StatsSummary(self.ema_ms, self.ttft_ms, _percentile(ordered, 0.50),
+                                _percentile(ordered, 0.95), _percentile(ordered, 0.99),
+                                len(ordered), len(self.outcomes), self.failures,
+                                self.in_flight)
+
+    def with_peers(self) -> StatsSummary:
+        """This replica's figures merged with the peers' (a shared view's readers)."""
+        own = self.summary()
+        peers = self.peers
+        return own if peers is None else merge_summaries([own, peers])
 
 
 class StatsBook:
@@ -219,6 +280,18 @@ class StatsBook:
             elif provider in self._unhealthy:
                 self._unhealthy = self._unhealthy - {provider}
 
+    def summaries(self) -> dict[str, StatsSummary]:
+        """Every provider's own figures on this replica, for the other replicas."""
+        return {name: cell.summary() for name, cell in list(self._cells.items())}
+
+    def set_peers(self, peers: dict[str, StatsSummary]) -> None:
+        """What the other replicas measured, merged per provider; a provider left out has
+        no peer figures any more."""
+        for name, cell in list(self._cells.items()):
+            cell.peers = peers.get(name)
+        for name in peers.keys() - self._cells.keys():
+            self._cell(name).peers = peers[name]
+
     def forget(self, provider: str) -> None:
         """Drop a removed provider's statistics; calls still in flight record nothing."""
         with self._lock:
@@ -232,17 +305,29 @@ class StatsBook:
         cell = self._cells.get(provider)
         if cell is None:
             return None
+        if cell.peers is not None:
+            return self._shared_latency_ms(cell, stream, now)
         if stream and cell.ttft_ms is not None:
             return cell.ttft_ms
         reported = cell.live_report(now)
         return blend(cell.ema_ms, reported.avg_latency_ms if reported else None)
 
+    def _shared_latency_ms(self, cell: _Cell, stream: bool, now: float) -> float | None:
+        merged = cell.with_peers()
+        if stream and merged.ttft_ms is not None:
+            return merged.ttft_ms
+        reported = cell.live_report(now)
+        return blend(merged.ema_ms, reported.avg_latency_ms if reported else None)
+
     def load(self, provider: str, max_concurrent: int, now: float) -> float:
-        """Effective load in [0, 1]: in-flight over max_concurrent, blended with reports."""
+        """Effective load in [0, 1]: in-flight (on every replica, when shared) over
+        max_concurrent, blended with reports."""
         cell = self._cells.get(provider)
         if cell is None:
             return 0.0
-        observed = min(1.0, cell.in_flight / max_concurrent) if max_concurrent > 0 else None
+        peers = cell.peers
+        in_flight = cell.in_flight + (peers.in_flight if peers is not None else 0)
+        observed = min(1.0, in_flight / max_concurrent) if max_concurrent > 0 else None
         reported = cell.live_report(now)
         return blend(observed, reported.load if reported else None) or 0.0
 
@@ -267,6 +352,7 @@ class StatsBook:
         cell = self._cells.get(provider)
         if cell is None:
             return ProviderStats()
+        shared = cell.with_peers() if cell.peers is not None else None
         with cell.lock:
             ordered = sorted(cell.samples)
             reported = cell.live_report(now)
@@ -274,6 +360,8 @@ class StatsBook:
             snapshot = (cell.in_flight, cell.ema_ms, cell.ttft_ms, cell.request_count,
                         cell.failure_count, cell.last_error, cell.health, cell.checked_at)
         in_flight, ema, ttft, requests, failures, last_error, health, checked_at = snapshot
+        if shared is not None:
+            return self._shared_view(provider, now, max_concurrent, shared, cell)
         return ProviderStats(
             in_flight=in_flight,
             load=self.load(provider, max_concurrent, now),
@@ -285,3 +373,19 @@ class StatsBook:
             error_rate=blend(observed_errors, reported.error_rate if reported else None) or 0.0,
             request_count=requests, failure_count=failures, last_error=last_error,
             health=health, last_check_at=checked_at, reported=reported)
+
+    def _shared_view(self, provider: str, now: float, max_concurrent: int,
+                     shared: StatsSummary, cell: _Cell) -> ProviderStats:
+        """`view` with every replica's figures merged in (state shared through Redis)."""
+        reported = cell.live_report(now)
+        return ProviderStats(
+            in_flight=cell.in_flight, load=self.load(provider, max_concurrent, now),
+            latency_ema_ms=blend(shared.ema_ms,
+                                 reported.avg_latency_ms if reported else None) or 0.0,
+            latency_p50_ms=shared.p50_ms, latency_p95_ms=shared.p95_ms,
+            latency_p99_ms=shared.p99_ms, ttft_ema_ms=shared.ttft_ms or 0.0,
+            error_rate=blend(cell.error_rate(),
+                             reported.error_rate if reported else None) or 0.0,
+            request_count=cell.request_count, failure_count=cell.failure_count,
+            last_error=cell.last_error, health=cell.health, last_check_at=cell.checked_at,
+            reported=reported)

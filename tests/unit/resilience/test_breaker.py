@@ -21,6 +21,7 @@ from provider_router.errors import (
     ProviderUnreachableError,
 )
 from provider_router.resilience.breaker import (
+    TRIAL_ELSEWHERE_S,
     BreakerChange,
     BreakerConfig,
     BreakerOpenError,
@@ -443,6 +444,43 @@ async def test_the_planner_gate_reads_the_clock_only_for_a_breaker_not_closed(
     assert not breakers.allows("p", "m") and reads
     clock.advance(30.0)
     assert breakers.allows("p", "m")  # the trial is due
+
+
+# --- hooks for shared breakers (state/breaker_sync.py) --------------------------------------
+
+
+async def test_apply_adopts_a_remote_state_and_tells_listeners(clock: FakeClock) -> None:
+    breakers = make(clock, reset_timeout_s=30.0)
+    changes: list[BreakerChange] = []
+    breakers.add_listener(changes.append)
+    breakers.apply("p", "", OPEN, open_for_s=12.0)
+    assert breakers.state("p") is OPEN
+    assert not breakers.allows("p", "m")
+    assert breakers.open_for("p", "") == pytest.approx(12.0)
+    clock.advance(12.0)
+    assert breakers.allows("p", "m")  # due for its trial after the remote remainder
+    breakers.apply("p", "", CLOSED)
+    assert breakers.state("p") is CLOSED
+    assert [(c.old, c.new) for c in changes] == [(CLOSED, OPEN), (OPEN, CLOSED)]
+
+
+async def test_the_trial_gate_decides_who_sends_the_trial(clock: FakeClock) -> None:
+    breakers = make(clock, reset_timeout_s=5.0)
+    holder = {"p": False}
+    breakers.set_trial_gate(lambda provider, model: holder[provider])
+    await trip(breakers)
+    clock.advance(5.0)
+    # Due, but another replica holds the trial: still skipped, with a short retry hint.
+    assert not breakers.allows("p", "m")
+    with pytest.raises(BreakerOpenError) as caught:
+        await succeed(breakers)
+    assert caught.value.retry_after_s == pytest.approx(TRIAL_ELSEWHERE_S)
+    assert breakers.state("p") is OPEN
+    holder["p"] = True
+    assert breakers.allows("p", "m")
+    await succeed(breakers)  # this replica's trial
+    assert breakers.state("p") is CLOSED
+    breakers.set_trial_gate(None)
 
 
 # --- per-model keys with a provider-level breaker -----------------------------------------------
