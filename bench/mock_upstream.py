@@ -7,6 +7,13 @@ process's CPU in every run to prove it stays far from saturation.
 Routes (`C` chunks, `D` milliseconds between chunks, both optional path prefixes):
     POST [/mock/C/D]/v1/chat/completions   JSON, or SSE when the body asks `"stream":true`
     GET  [/mock/C/D]/v1/models             the model list (what provider probes ask for)
+    POST /tail/C/P/S/F/v1/chat/completions a heavy-tailed time to first byte: P percent of
+                                           requests wait S ms before answering, the rest F ms
+                                           (then C chunks without delay); drawn from one
+                                           seeded generator, so a run is repeatable
+    GET  /stats                            {"chat_requests": n, "cancelled": m}: chat
+                                           requests seen, and those whose client hung up
+                                           before the answer was complete (hedge losers)
 
 Usage: python -m bench.mock_upstream --port 0 --ready-file /tmp/port   (prints the port)
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import signal
 import sys
 from dataclasses import dataclass
@@ -32,6 +40,47 @@ class Shape:
 
     chunks: int = 4
     delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """A heavy-tailed first byte: `slow_pct` percent of requests wait `slow_s`, the rest
+    `fast_s`."""
+
+    chunks: int
+    slow_pct: float
+    slow_s: float
+    fast_s: float
+
+
+def parse_tail(path: str) -> Tail | None:
+    """The tail a path asks for: `/tail/<chunks>/<slow %>/<slow ms>/<fast ms>/v1/...`."""
+    if not path.startswith("/tail/"):
+        return None
+    parts = path.split("/")
+    try:
+        return Tail(max(1, int(parts[2])), float(parts[3]), int(parts[4]) / 1000.0,
+                    int(parts[5]) / 1000.0)
+    except (IndexError, ValueError):
+        return None
+
+
+class Tally:
+    """What the whole server saw (shared by its connections), and the tail's dice."""
+
+    def __init__(self, seed: int = 14) -> None:
+        self.chat_requests = 0
+        self.cancelled = 0
+        self.rng = random.Random(seed)
+
+    def delay_s(self, tail: Tail) -> float:
+        """This request's wait before its first byte."""
+        return tail.slow_s if self.rng.random() * 100.0 < tail.slow_pct else tail.fast_s
+
+    def as_json(self) -> bytes:
+        """The /stats body."""
+        return json.dumps({"chat_requests": self.chat_requests,
+                           "cancelled": self.cancelled}).encode()
 
 
 def parse_shape(path: str, default: Shape) -> Shape:
@@ -101,9 +150,10 @@ class Answers:
 class UpstreamProtocol(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection; requests are answered in order."""
 
-    def __init__(self, answers: Answers, default: Shape) -> None:
+    def __init__(self, answers: Answers, default: Shape, tally: Tally | None = None) -> None:
         self._answers = answers
         self._default = default
+        self._tally = tally or Tally()
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._streaming: asyncio.TimerHandle | None = None
@@ -118,6 +168,7 @@ class UpstreamProtocol(asyncio.Protocol):
         if self._streaming is not None:
             self._streaming.cancel()
             self._streaming = None
+            self._tally.cancelled += 1
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -150,12 +201,19 @@ class UpstreamProtocol(asyncio.Protocol):
         if transport is None:
             return
         if method == "POST" and path.endswith("/chat/completions"):
-            if b'"stream":true' in body or b'"stream": true' in body:
+            self._tally.chat_requests += 1
+            stream = b'"stream":true' in body or b'"stream": true' in body
+            tail = parse_tail(path)
+            if tail is not None:
+                self._delayed(tail, stream)
+            elif stream:
                 self._stream(parse_shape(path, self._default))
             else:
                 transport.write(self._answers.chat)
         elif method == "GET" and path.endswith("/models"):
             transport.write(self._answers.models)
+        elif method == "GET" and path == "/stats":
+            transport.write(_response("200 OK", "application/json", self._tally.as_json()))
         else:
             transport.write(self._answers.not_found)
 
@@ -167,6 +225,22 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         transport.write(self._answers.stream_head + self._answers.first)
         self._schedule(shape, shape.chunks - 1)
+
+    def _delayed(self, tail: Tail, stream: bool) -> None:
+        """Answer after the tail's wait; a client leaving meanwhile counts as cancelled."""
+        loop = asyncio.get_running_loop()
+        self._streaming = loop.call_later(self._tally.delay_s(tail), self._answer_late,
+                                          tail, stream)
+
+    def _answer_late(self, tail: Tail, stream: bool) -> None:
+        transport = self._transport
+        self._streaming = None
+        if transport is None or transport.is_closing():
+            return
+        transport.write(self._answers.whole_stream(tail.chunks) if stream
+                        else self._answers.chat)
+        if self._buffer:  # a request that arrived meanwhile
+            self.data_received(b"")
 
     def _schedule(self, shape: Shape, left: int) -> None:
         loop = asyncio.get_running_loop()
@@ -194,7 +268,9 @@ async def serve(host: str, port: int, default: Shape, ready_file: Path | None) -
     """Serve until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     answers = Answers()
-    server = await loop.create_server(lambda: UpstreamProtocol(answers, default), host, port,
+    tally = Tally()
+    server = await loop.create_server(lambda: UpstreamProtocol(answers, default, tally),
+                                      host, port,
                                       backlog=8192, reuse_address=True)
     bound = server.sockets[0].getsockname()[1]
     if ready_file is not None:

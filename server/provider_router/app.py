@@ -261,7 +261,8 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     router = Router(registry, planner, pool, resilience, status,
                     metrics, env, key_policy, routing.default_completion_tokens,
                     RegisterSafety(egress, auth.register_command_providers,
-                                   config.connectors.proxies))
+                                   config.connectors.proxies),
+                    hedge=routing.hedge)
     health = HealthReporter()
     await health.starting()
     if link is not None:

@@ -91,6 +91,7 @@ class AttemptOutcome(enum.StrEnum):
     STREAM_BROKEN = "stream_broken"
     CANCELLED = "cancelled"
     CONNECTION_FAILED = "connection_failed"
+    HEDGE_LOST = "hedge_lost"
 
 
 class HealthState(enum.StrEnum):
@@ -267,6 +268,22 @@ class RoutingConstraints:
     estimated_prompt_tokens: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HedgePolicy:
+    """When a request is hedged (routing/hedge.py): a fixed delay, a percentile of the
+    target's observed latency or TTFT (with `after_s` as the delay while unmeasured), or both."""
+
+    after_s: float | None = None
+    percentile: float | None = None
+    max_hedges: int = 1
+    allow_tools: bool = False
+    enabled: bool = True
+
+
+NO_HEDGING = HedgePolicy(enabled=False)
+"""A request's explicit "no hedging", whatever the configuration says."""
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class RoutingOptions:
@@ -283,6 +300,8 @@ class RoutingOptions:
     affinity_key: str = ""
     # Targets the caller names to try after the routed candidates, in order.
     fallbacks: tuple[RouteTarget, ...] = ()
+    # None: the configured [routing.hedge] applies (routing/hedge.py).
+    hedge: HedgePolicy | None = None
 
 
 @fast_init

@@ -27,6 +27,7 @@ from provider_router.api.enums import (
     STRATEGIES,
     TOOL_CHOICES,
 )
+from provider_router.api.hedging import hedge_to_domain
 from provider_router.api.responses import chat_response_to_proto as chat_response_to_proto
 from provider_router.api.responses import decision_to_proto as decision_to_proto
 from provider_router.api.responses import duration as duration
@@ -149,6 +150,7 @@ def _routing(msg: pb.RoutingOptions, v: Violations) -> d.RoutingOptions:
                      else _NO_CONSTRAINTS),
         affinity_key=msg.affinity_key,
         fallbacks=_fallbacks(msg.fallbacks, v) if msg.fallbacks else (),
+        hedge=hedge_to_domain(msg.hedge, v.add) if msg.HasField("hedge") else None,
     )
 
 

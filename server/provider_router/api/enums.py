@@ -61,6 +61,7 @@ OUTCOMES: dict[d.AttemptOutcome, pb.AttemptOutcome.ValueType] = {
     d.AttemptOutcome.STREAM_BROKEN: pb.ATTEMPT_OUTCOME_STREAM_BROKEN,
     d.AttemptOutcome.CANCELLED: pb.ATTEMPT_OUTCOME_CANCELLED,
     d.AttemptOutcome.CONNECTION_FAILED: pb.ATTEMPT_OUTCOME_CONNECTION_FAILED,
+    d.AttemptOutcome.HEDGE_LOST: pb.ATTEMPT_OUTCOME_HEDGE_LOST,
 }
 EXCLUSIONS: dict[d.ExclusionReason, pb.ExclusionReason.ValueType] = {
     d.ExclusionReason.EXCLUDED_BY_CALLER: pb.EXCLUSION_REASON_EXCLUDED_BY_CALLER,

@@ -24,6 +24,8 @@ from provider_router.errors import (
 )
 from provider_router.resilience.deadline import Deadline
 from provider_router.routing.dispatch import Chain, Dispatcher, Resilience
+from provider_router.routing.hedge import Hedger
+from provider_router.routing.hedge_config import HedgeSettings
 from provider_router.routing.key_policy import KeyReferencePolicy
 from provider_router.routing.outcome import chain_failure
 from provider_router.routing.planner import Planner
@@ -47,7 +49,8 @@ class Router:
                  resilience: Resilience, status: ProviderStatusView, metrics: Metrics,
                  env: Mapping[str, str], key_policy: KeyReferencePolicy | None = None,
                  default_completion_tokens: int = 256,
-                 register_safety: RegisterSafety | None = None) -> None:
+                 register_safety: RegisterSafety | None = None,
+                 hedge: HedgeSettings | None = None) -> None:
         self._registry = registry
         self._register_safety = register_safety or RegisterSafety()
         # The same completion estimate the cost strategy uses ([routing]).
@@ -59,8 +62,13 @@ class Router:
         self._status = status
         self._env = env
         self._dispatcher = Dispatcher(registry, pool, resilience, metrics)
+        # Hedged requests (routing/hedge.py). `_hedge_default` is tested first so that with
+        # hedging configured off a request only costs one more attribute test.
+        hedge = hedge or HedgeSettings()
+        self._hedger = Hedger(self._dispatcher, self._spec, registry.stats, metrics, hedge)
+        self._hedge_default = hedge.policy
         self._streams = StreamChain(self._dispatcher, resilience.settings.stream_recovery,
-                                    self._spec)
+                                    self._spec, self._hedger)
 
     # --- routing ------------------------------------------------------------------------
 
@@ -127,6 +135,12 @@ class Router:
         decision = await self._decide(request, deadline)
         chain = self._chain(request)
         targets = self._targets(decision)
+        if self._hedge_default is not None or request.routing.hedge is not None:
+            hedge = self._hedger.policy(request)
+            if hedge is not None:
+                return await self._hedger.chat_response(
+                    hedge, request, decision, targets, deadline, chain, started,
+                    self._waited_for_capacity, self._r.settings.error_pick)
         for rounds in range(2):
             for index, target in enumerate(targets):
                 spec = self._dispatcher.usable(self._spec(target.provider), target, chain,
@@ -162,6 +176,8 @@ class Router:
         """Route and stream; see routing/streaming.py for the recovery rules."""
         decision = await self._decide(request, deadline)
         run = StreamRun(time.perf_counter(), decision, self._chain(request))
+        if self._hedge_default is not None or request.routing.hedge is not None:
+            run.hedge = self._hedger.policy(request)
         targets = self._targets(decision)
         for rounds in range(2):
             events = self._streams.run(request, targets, run, deadline, _cost)

@@ -19,6 +19,7 @@ latency_window = 100         # samples kept per provider for p50/p95/p99 and the
 metrics_ttl_s = 60.0         # how long UpdateMetrics values count when the report sets no ttl
 exploration = 0.1            # latency strategy: chance an unmeasured provider is tried first
 default_completion_tokens = 256  # cost strategy: completion size when max_tokens is unset
+# [routing.hedge]: hedged requests, see routing/hedge_config.py
 
 [routing.aliases]            # one logical name -> several deployments ("provider/model")
 fast = ["groq/llama-3.1-8b", "together/llama-3.1-8b"]
@@ -60,6 +61,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from provider_router.config_values import Table, boolean, number, string_list, text
 from provider_router.domain import RouteTarget, Strategy
 from provider_router.errors import ConfigError
+from provider_router.routing.hedge_config import HedgeSettings, parse_hedge_settings
 from provider_router.routing.rules import Rule, parse_rules
 
 DEFAULT_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -90,6 +92,7 @@ class RoutingSettings:
     metrics_ttl_s: float = 60.0
     exploration: float = 0.1
     default_completion_tokens: int = 256
+    hedge: HedgeSettings = field(default_factory=HedgeSettings)
 
     @property
     def zone(self) -> tzinfo:
@@ -117,6 +120,7 @@ def parse_routing_settings(raw: Mapping[str, object]) -> RoutingSettings:
         exploration=number(t, "exploration", 0.1, low=0.0, high=1.0),
         default_completion_tokens=int(number(t, "default_completion_tokens", 256, low=1,
                                              high=10_000_000, integer=True)),
+        hedge=parse_hedge_settings(t.get("hedge"), t.key("hedge")),
     )
     t.done()
     return settings

@@ -152,7 +152,7 @@ class _Cell:
 
     __slots__ = ("checked_at", "ema_ms", "failure_count", "failures", "health", "in_flight",
                  "last_error", "lock", "outcomes", "peers", "reported", "request_count",
-                 "samples", "ttft_ms")
+                 "samples", "ttft_ms", "ttft_samples")
 
     def __init__(self, window: int) -> None:
         self.lock = threading.Lock()
@@ -160,6 +160,7 @@ class _Cell:
         self.ema_ms: float | None = None
         self.ttft_ms: float | None = None
         self.samples: deque[float] = deque(maxlen=window)
+        self.ttft_samples: deque[float] = deque(maxlen=window)
         self.outcomes: deque[bool] = deque(maxlen=window)
         self.failures = 0
         self.request_count = 0
@@ -257,7 +258,20 @@ class StatsBook:
             cell.samples.append(latency_ms)
             cell.ema_ms = _ema(cell.ema_ms, latency_ms, a)
             if ttft_s is not None:
-                cell.ttft_ms = _ema(cell.ttft_ms, ttft_s * _MS, a)
+                ttft_ms = ttft_s * _MS
+                cell.ttft_ms = _ema(cell.ttft_ms, ttft_ms, a)
+                cell.ttft_samples.append(ttft_ms)  # for percentiles (hedging)
+
+    def censored(self, provider: str, elapsed_s: float, stream: bool) -> None:
+        """A call cancelled after `elapsed_s` without an answer (or first token) because a
+        hedge answered first: it would have taken at least that long. Only the percentile
+        window learns it; without it the slow calls hedging cuts short would vanish from the
+        percentiles and a "p95" delay would fall with every hedge it fires."""
+        cell = self._cells.get(provider)
+        if cell is None:
+            return
+        with cell.lock:
+            (cell.ttft_samples if stream else cell.samples).append(elapsed_s * _MS)
 
     def report(self, report: MetricsReport, now: float) -> ReportedMetrics:
         """Record externally measured values; they replace any earlier report."""
@@ -335,6 +349,19 @@ class StatsBook:
         """Calls in flight now."""
         cell = self._cells.get(provider)
         return cell.in_flight if cell is not None else 0
+
+    def percentile_ms(self, provider: str, q: float, stream: bool,
+                      min_samples: int) -> float | None:
+        """The q-th percentile (0-100) of the provider's recent latencies, or of its times to
+        first token for streams; None with fewer than `min_samples` observations."""
+        cell = self._cells.get(provider)
+        if cell is None:
+            return None
+        with cell.lock:
+            ordered = sorted(cell.ttft_samples if stream else cell.samples)
+        if len(ordered) < min_samples:
+            return None
+        return _percentile(ordered, q / 100.0)
 
     def health(self, provider: str) -> HealthState:
         """The last recorded health."""

@@ -28,12 +28,16 @@ from provider_router.errors import (
 )
 from provider_router.resilience.deadline import Deadline
 from provider_router.routing.dispatch import BrokenStreamError, Chain, Dispatcher
+from provider_router.routing.hedge import Hedger
 
 SpecLookup = Callable[[str], d.ProviderSpec | None]
 """The current spec of a provider by name (None once unregistered)."""
 
 CostFn = Callable[[d.ProviderSpec, str, d.Usage], float | None]
 """Cost in USD of an answer from a provider's model, None when the price is unknown."""
+
+Opened = tuple[int, d.ProviderSpec, d.RouteTarget, AsyncGenerator[d.StreamEvent, None]]
+"""Where a stream was opened: the target's position in the chain, spec, target, events."""
 
 # Kinds whose API continues a final assistant message instead of answering it again.
 PREFILL_KINDS = frozenset({d.ProviderKind.ANTHROPIC, d.ProviderKind.MOCK})
@@ -54,6 +58,8 @@ class StreamRun:
     partial_has_tools: bool = False
     restart_reason: str = ""
     broken_at: str = ""
+    # Hedged until the first event (routing/hedge.py); None: not hedged.
+    hedge: d.HedgePolicy | None = None
 
     def delta(self, event: d.TextDelta | d.ToolCallDelta) -> None:
         """A delta reached the caller."""
@@ -66,6 +72,12 @@ class StreamRun:
             self.partial_has_tools = True
 
 
+async def _no_events() -> AsyncGenerator[d.StreamEvent, None]:
+    """A stream that ends at once."""
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
 def with_prefill(request: d.ChatRequest, partial: str) -> d.ChatRequest:
     """The request extended with the partial answer as an assistant message to continue."""
     prefill = d.ChatMessage(role=d.Role.ASSISTANT, content=partial)
@@ -76,10 +88,11 @@ class StreamChain:
     """Runs StreamChat over the planner's targets."""
 
     def __init__(self, dispatcher: Dispatcher, policy: str,
-                 specs: SpecLookup) -> None:
+                 specs: SpecLookup, hedger: Hedger | None = None) -> None:
         self._dispatcher = dispatcher
         self._policy = policy
         self._specs = specs
+        self._hedger = hedger
 
     async def run(self, request: d.ChatRequest, targets: tuple[d.RouteTarget, ...],
                   run: StreamRun, deadline: Deadline, cost: CostFn
@@ -94,8 +107,13 @@ class StreamChain:
                 index += 1
                 continue
             current = self._request_for(request, spec, run)
-            events = self._dispatcher.stream(spec, target, current, deadline,
-                                             len(targets) - index - 1, run.chain)
+            if run.hedge is not None and not run.started:
+                # Raced until one target sends its first event; then an ordinary stream.
+                index, spec, target, events = await self._race(run, current, targets, index,
+                                                               spec, deadline)
+            else:
+                events = self._dispatcher.stream(spec, target, current, deadline,
+                                                 len(targets) - index - 1, run.chain)
             try:
                 # Relayed inline, not through a generator of its own: a layer costs a
                 # resumption per event of every stream.
@@ -108,11 +126,8 @@ class StreamChain:
                             continue
                         for out in self._relay(event, spec, target, run, cost):
                             yield out
-            except ProviderRejectedError:
-                if current is request:
-                    raise
-                # The fallback refused the prefill: restart on the same target instead.
-                run.restart_reason = f"{run.broken_at}; {target.provider} refused continuation"
+            except ProviderRejectedError as error:
+                self._refused(run, target, error, prefilled=current is not request)
                 continue
             except BrokenStreamError as broken:
                 self._recover(run, targets, index, broken)
@@ -120,6 +135,26 @@ class StreamChain:
         unfinished = self._unfinished(run)
         if unfinished is not None:
             raise unfinished
+
+    @staticmethod
+    def _refused(run: StreamRun, target: d.RouteTarget, error: ProviderRejectedError, *,
+                 prefilled: bool) -> None:
+        """A target rejected the request: re-raised, unless it was a fallback refusing the
+        prefill, which restarts on the same target instead."""
+        if not prefilled:
+            raise error
+        run.restart_reason = f"{run.broken_at}; {target.provider} refused continuation"
+
+    async def _race(self, run: StreamRun, request: d.ChatRequest,
+                    targets: tuple[d.RouteTarget, ...], index: int, spec: d.ProviderSpec,
+                    deadline: Deadline) -> Opened:
+        """The hedged start of a stream (routing/hedge.py): the winner's position, spec,
+        target and events; past the end of the chain when every target gave up."""
+        assert self._hedger is not None and run.hedge is not None  # set by the router
+        won = await self._hedger.stream(run.hedge, request, targets, index, deadline, run.chain)
+        if won is None:
+            return len(targets), spec, targets[index], _no_events()
+        return won.index, won.spec, won.target, won.result
 
     def _relay(self, event: d.StreamEvent, spec: d.ProviderSpec, target: d.RouteTarget,
                run: StreamRun, cost: CostFn) -> list[d.RouterStreamEvent]:

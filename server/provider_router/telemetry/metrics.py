@@ -116,6 +116,28 @@ class Metrics:
             "provider_router_limiter_rejections", "Attempts a local limit turned away, by "
             "provider and limit (rate: rpm/tpm; concurrency: max_concurrent).",
             ["provider", "limit"], registry=registry))
+        # Hedged requests (routing/hedge.py): the extra calls, who won, and the spend of the
+        # attempts that lost (never charged to the caller, still paid to the provider).
+        self.hedges = LabelCache(Counter(
+            "provider_router_hedges",
+            "Hedged attempts started: extra upstream calls, by the provider hedged to.",
+            ["provider"], registry=registry))
+        self.hedge_races = LabelCache(Counter(
+            "provider_router_hedge_races",
+            "Requests in which a hedge fired, by who answered first: primary, hedge, or "
+            "none (every attempt failed).",
+            ["winner"], registry=registry))
+        self.uncharged_tokens = LabelCache(Counter(
+            "provider_router_uncharged_tokens",
+            "Tokens spent at providers but not charged to the caller, by outcome (hedge_lost) "
+            "and kind (prompt, completion); estimated=true for an attempt cancelled before its "
+            "usage was known: its estimated prompt tokens (what it generated is unknown).",
+            ["provider", "outcome", "kind", "estimated"], registry=registry))
+        self.uncharged_cost = LabelCache(Counter(
+            "provider_router_uncharged_cost_usd",
+            "USD spent at providers but not charged to the caller, by outcome (hedge_lost); "
+            "from the same (possibly estimated) tokens; unknown prices add nothing.",
+            ["provider", "outcome"], registry=registry))
         # --- providers ----------------------------------------------------------------------
         self.breaker_state = LabelCache(Gauge(
             "provider_router_breaker_state", "Circuit breaker state per provider: 1 for the "

@@ -282,6 +282,8 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     """The caller cancelled."""
     ATTEMPT_OUTCOME_CONNECTION_FAILED: _AttemptOutcome.ValueType  # 10
     """The connection could not be made or was reset before any response."""
+    ATTEMPT_OUTCOME_HEDGE_LOST: _AttemptOutcome.ValueType  # 11
+    """A hedged attempt that lost the race: cancelled once another answered first."""
 
 class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
     """AttemptOutcome is how one attempt against one provider ended."""
@@ -308,6 +310,8 @@ ATTEMPT_OUTCOME_CANCELLED: AttemptOutcome.ValueType  # 9
 """The caller cancelled."""
 ATTEMPT_OUTCOME_CONNECTION_FAILED: AttemptOutcome.ValueType  # 10
 """The connection could not be made or was reset before any response."""
+ATTEMPT_OUTCOME_HEDGE_LOST: AttemptOutcome.ValueType  # 11
+"""A hedged attempt that lost the race: cancelled once another answered first."""
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
 class _ExclusionReason:
@@ -577,6 +581,7 @@ class RoutingOptions(_message.Message):
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     AFFINITY_KEY_FIELD_NUMBER: _builtins.int
     FALLBACKS_FIELD_NUMBER: _builtins.int
+    HEDGE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """An alias or model group, "provider/model", or a bare model name; empty
     means the configured default.
@@ -615,6 +620,10 @@ class RoutingOptions(_message.Message):
         required; the provider must be registered). Routing rules remain for policy.
         """
 
+    @_builtins.property
+    def hedge(self) -> Global___HedgeOptions:
+        """Hedged requests for this call; overrides the configured [routing.hedge]."""
+
     def __init__(
         self,
         *,
@@ -628,14 +637,67 @@ class RoutingOptions(_message.Message):
         constraints: Global___RoutingConstraints | None = ...,
         affinity_key: _builtins.str = ...,
         fallbacks: _abc.Iterable[Global___RouteTarget] | None = ...,
+        hedge: Global___HedgeOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "hedge", b"hedge"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity_key", b"affinity_key", "attributes", b"attributes", "capabilities", b"capabilities", "constraints", b"constraints", "exclude_providers", b"exclude_providers", "fallbacks", b"fallbacks", "labels", b"labels", "model", b"model", "prefer_providers", b"prefer_providers", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity_key", b"affinity_key", "attributes", b"attributes", "capabilities", b"capabilities", "constraints", b"constraints", "exclude_providers", b"exclude_providers", "fallbacks", b"fallbacks", "hedge", b"hedge", "labels", b"labels", "model", b"model", "prefer_providers", b"prefer_providers", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoutingOptions: _TypeAlias = RoutingOptions  # noqa: Y015
+
+@_typing.final
+class HedgeOptions(_message.Message):
+    """HedgeOptions asks for hedged requests: when the target has not answered
+    (Chat) or sent its first token (StreamChat) in time, the next eligible
+    target of the failover chain starts too; the first to answer wins and the
+    others are cancelled. Set `after`, `after_percentile`, or both.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_FIELD_NUMBER: _builtins.int
+    AFTER_PERCENTILE_FIELD_NUMBER: _builtins.int
+    MAX_HEDGES_FIELD_NUMBER: _builtins.int
+    ALLOW_TOOLS_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
+    after_percentile: _builtins.float
+    """Start a hedge at this percentile (e.g. 95) of the target's observed
+    latency (Chat) or time to first token (StreamChat); in (0, 100).
+    """
+    max_hedges: _builtins.int
+    """Hedges at most per request: 1 or 2; 0 means 1."""
+    allow_tools: _builtins.bool
+    """Hedge requests that carry tools too (off by default: a tool call is
+    not assumed to be idempotent).
+    """
+    disabled: _builtins.bool
+    """No hedging for this request, whatever the configuration says."""
+    @_builtins.property
+    def after(self) -> _duration_pb2.Duration:
+        """Start a hedge after this long. With after_percentile, the delay used
+        while the target has too few observations to have a percentile.
+        """
+
+    def __init__(
+        self,
+        *,
+        after: _duration_pb2.Duration | None = ...,
+        after_percentile: _builtins.float | None = ...,
+        max_hedges: _builtins.int = ...,
+        allow_tools: _builtins.bool = ...,
+        disabled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_percentile", b"_after_percentile", "after", b"after", "after_percentile", b"after_percentile"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_percentile", b"_after_percentile", "after", b"after", "after_percentile", b"after_percentile", "allow_tools", b"allow_tools", "disabled", b"disabled", "max_hedges", b"max_hedges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__after_percentile: _TypeAlias = _typing.Literal["after_percentile"]  # noqa: Y015
+    _WhichOneofArgType__after_percentile: _TypeAlias = _typing.Literal["_after_percentile", b"_after_percentile"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_percentile) -> _WhichOneofReturnType__after_percentile | None: ...
+
+Global___HedgeOptions: _TypeAlias = HedgeOptions  # noqa: Y015
 
 @_typing.final
 class ImagePart(_message.Message):

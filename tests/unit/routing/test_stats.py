@@ -151,3 +151,33 @@ def test_concurrent_updates_from_threads_lose_nothing() -> None:
     assert view.request_count == 8 * calls
     assert view.failure_count == 8 * calls // 4
     assert 0.0 <= view.error_rate <= 1.0
+
+
+def test_percentile_ms_of_latency_or_ttft_needs_min_samples() -> None:
+    book = StatsBook(window=100)
+    assert book.percentile_ms("a", 95, False, 1) is None
+    for ms in range(1, 21):
+        book.start("a")
+        book.finish("a", ms / 100, ok=True, ttft_s=ms / 1000)
+    book.start("a")
+    book.finish("a", 9.0, ok=False, error="boom")  # a failure's duration is no sample
+    assert book.percentile_ms("a", 95, False, 21) is None
+    assert book.percentile_ms("a", 95, False, 20) == pytest.approx(190.0)
+    assert book.percentile_ms("a", 50, True, 20) == pytest.approx(10.0)
+
+
+def test_censored_calls_only_reach_the_percentile_window() -> None:
+    book = StatsBook(window=10)
+    for _ in range(9):
+        book.start("a")
+        book.finish("a", 0.010, ok=True, ttft_s=0.005)
+    book.start("a")
+    book.abandon("a")
+    book.censored("a", 2.0, stream=True)
+    assert book.percentile_ms("a", 99, True, 10) == pytest.approx(2000.0)
+    assert book.percentile_ms("a", 99, False, 9) == pytest.approx(10.0)
+    view = book.view("a", 0.0)
+    assert (view.request_count, view.failure_count, view.in_flight) == (9, 0, 0)
+    assert view.latency_ema_ms == pytest.approx(10.0)
+    book.censored("unknown", 1.0, stream=False)  # a forgotten provider: nothing to record
+    assert book.percentile_ms("unknown", 50, False, 1) is None
