@@ -32,6 +32,7 @@ from provider_router.connectors.egress import EgressGuard, EgressPolicy
 from provider_router.connectors.factory import create_connector, resolve_api_key
 from provider_router.connectors.traced import traced_factory
 from provider_router.domain import ProviderSpec
+from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.resilience.cooldown import CooldownBook
@@ -346,7 +347,12 @@ async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | N
     """Run until SIGTERM or SIGINT, then drain; returns the process exit code."""
     app = await create_app(config, env, listen, secrets)
     if config.metrics.port:
-        app.metrics.serve(config.metrics.host, config.metrics.port)
+        try:
+            app.metrics.serve(config.metrics.host, config.metrics.port)
+        except OSError as error:  # a port in use is a configuration mistake, not a crash
+            await app.shutdown(0.0, 0.0)
+            raise ConfigError("metrics.port", str(config.metrics.port),
+                              f"a port this process can bind ({error.strerror})") from error
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
