@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import signal
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
@@ -18,6 +19,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from provider_router.api.health import SERVICE_NAME, HealthReporter
 from provider_router.api.interceptors import AuthInterceptor, Observer, TenantKeys
@@ -31,8 +33,10 @@ from provider_router.cache.open import open_cache
 from provider_router.cache.redis import RedisCache
 from provider_router.config import Config
 from provider_router.connectors.egress import EgressGuard, EgressPolicy
-from provider_router.connectors.factory import resolve_api_key
+from provider_router.connectors.factory import create_connector, resolve_api_key
+from provider_router.connectors.traced import traced_factory
 from provider_router.domain import ProviderSpec
+from provider_router.errors import ConfigError
 from provider_router.gc_pacer import GcPacer
 from provider_router.resilience.breaker import ProviderBreakers
 from provider_router.resilience.cooldown import CooldownBook
@@ -50,6 +54,7 @@ from provider_router.routing.router import Router
 from provider_router.routing.settings import RoutingSettings
 from provider_router.routing.status import ProviderStatusView
 from provider_router.routing.tenancy import TenantRouter
+from provider_router.routing.traced import TracedPlanner
 from provider_router.state.base import StateStore
 from provider_router.state.factory import open_state_store
 from provider_router.state.outage_spend import OutageTolerantSpendStore
@@ -58,8 +63,10 @@ from provider_router.state.redis_spend import RedisSpendStore
 from provider_router.state.shared import SharedState
 from provider_router.state.spend import MemorySpendStore, SpendStore
 from provider_router.state.urls import is_redis_url
+from provider_router.telemetry.access import CallLog, LineWriter
 from provider_router.telemetry.loop_lag import LoopLagProbe
 from provider_router.telemetry.metrics import Metrics
+from provider_router.telemetry.tracing import Tracing, tracing_from_env
 from provider_router.v1 import router_pb2
 
 log = logging.getLogger(__name__)
@@ -152,6 +159,8 @@ class App:
     """The process's one connection to Redis ([state] url = redis://...), else None."""
     shared: SharedState | None = None
     """Limits, breakers and stats shared with the other replicas (Redis only)."""
+    calls: CallLog | None = None
+    tracing: Tracing | None = None
     stopped: bool = False
 
     async def start(self) -> None:
@@ -201,13 +210,27 @@ class App:
             await self.shared.aclose()
         if self.link is not None:
             await self.link.aclose()
+        # Blocks until the exposition thread's loop notices (up to half a second).
+        await asyncio.to_thread(self.metrics.close)
+        if self.calls is not None:
+            await asyncio.to_thread(self.calls.close)  # the last access lines
+        if self.tracing is not None:
+            # Flushes the batch exporter's queue: blocking, so off the event loop.
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("stopped")
 
 
 async def create_app(config: Config, env: Mapping[str, str], listen: str | None = None,
-                     secrets: SecretIndex | None = None) -> App:
-    """Build the whole service from config, bound to `listen` but not started."""
+                     secrets: SecretIndex | None = None,
+                     span_exporter: SpanExporter | None = None) -> App:
+    """Build the whole service from config, bound to `listen` but not started.
+
+    Tracing is on when the OTEL_* variables of `env` configure an exporter, or when
+    `span_exporter` is given (tests); then traced twins of the planner, connectors and HTTP
+    client are wired in place of the plain ones (telemetry/tracing.py).
+    """
     metrics = Metrics()
+    tracing = tracing_from_env(env, span_exporter)
     specs = config.providers
     if config.autoregister:
         specs = specs + providers_from_env(env, config.providers)
@@ -234,11 +257,17 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
     # Only runtime registrations are guarded: config and environment providers are trusted.
     connector_settings = replace(config.connectors, egress=EgressGuard(
         egress, {spec.name: spec for spec in specs}))
-    pool = ConnectorPool(connector_settings)
+    if tracing is None:
+        pool = ConnectorPool(connector_settings)
+        planner = Planner(registry, routing, rng, gate)
+    else:
+        pool = ConnectorPool(replace(connector_settings, tracing=tracing),
+                             traced_factory(create_connector, tracing))
+        planner = TracedPlanner(registry, routing, rng, gate, tracing)
     status = ProviderStatusView(registry, gate, resilience.breakers)
     # Only providers from the config file and the environment are trusted key owners.
     key_policy = KeyReferencePolicy(config.auth.register_key_envs, specs)
-    router_args = (registry, Planner(registry, routing, rng, gate), pool, resilience, status,
+    router_args = (registry, planner, pool, resilience, status,
                    metrics, env, key_policy, routing.default_completion_tokens,
                    RegisterSafety(egress, auth.register_command_providers,
                                   config.connectors.proxies))
@@ -273,7 +302,10 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
         options=options,
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs or None,
     )
-    servicer = RouterServicer(tenant_router or router, Observer(metrics),
+    calls = CallLog(metrics, LineWriter(sys.stderr.buffer) if config.logging.access else None,
+                    tracing)
+    observer = Observer(metrics, calls, tracing, content=config.logging.content)
+    servicer = RouterServicer(tenant_router or router, observer,
                               config.server.default_deadline_s, tenant_router)
     servicer.add_to(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
@@ -292,7 +324,7 @@ async def create_app(config: Config, env: Mapping[str, str], listen: str | None 
                metrics, monitor, LoopLagProbe(metrics.loop_lag, metrics.loop_stalls),
                GcPacer(metrics.gc_sweeps, config.server.gc_freeze_interval_s,
                        config.server.gc_sweep_interval_s),
-               tls, health_server, health_port, cache, spend, link, shared)
+               tls, health_server, health_port, cache, spend, link, shared, calls, tracing)
 
 
 def _open_cache(config: Config, metrics: Metrics, link: RedisLink | None
@@ -340,7 +372,12 @@ async def serve(config: Config, env: Mapping[str, str], secrets: SecretIndex | N
     """Run until SIGTERM or SIGINT, then drain; returns the process exit code."""
     app = await create_app(config, env, listen, secrets)
     if config.metrics.port:
-        app.metrics.serve(config.metrics.host, config.metrics.port)
+        try:
+            app.metrics.serve(config.metrics.host, config.metrics.port)
+        except OSError as error:  # a port in use is a configuration mistake, not a crash
+            await app.shutdown(0.0, 0.0)
+            raise ConfigError("metrics.port", str(config.metrics.port),
+                              f"a port this process can bind ({error.strerror})") from error
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

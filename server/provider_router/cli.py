@@ -164,6 +164,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         check_workers(config, args.listen, workers)
     if args.check:
+        from provider_router.telemetry.tracing import check_tracing_env
+
+        check_tracing_env(env)
         print(f"configuration OK ({config.source}, {len(config.providers)} providers)")
         return 0
     secrets = SecretIndex(env)

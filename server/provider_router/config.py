@@ -87,6 +87,8 @@ class LoggingSettings:
 
     level: str = "info"
     format: str = "text"
+    access: bool = True     # one JSON access line per RPC on stderr (telemetry/access.py)
+    content: bool = False   # prompt and answer text in access lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +312,8 @@ def build_config(raw: Mapping[str, object], env: Mapping[str, str], source: str)
     log = LoggingSettings(
         level=choice(logging_t, "level", "info", ("debug", "info", "warning", "error")),
         format=choice(logging_t, "format", "text", ("text", "json")),
+        access=boolean(logging_t, "access", True),
+        content=boolean(logging_t, "content", False),
     )
     logging_t.done()
     auth_t = as_table(raw, "auth")

@@ -115,7 +115,7 @@ async def test_a_slow_first_target_is_hedged_and_the_faster_one_wins(
     assert metric(router, "provider_router_hedges_total", provider="backup") == 1
     assert metric(router, "provider_router_hedge_races_total", winner="hedge") == 1
     assert metric(router, "provider_router_attempts_total", provider="primary",
-                  outcome="hedge_lost") == 1
+                  model="primary-model", outcome="hedge_lost") == 1
     estimated = metric(router, "provider_router_uncharged_tokens_total", provider="primary",
                        outcome="hedge_lost", kind="prompt", estimated="true")
     assert estimated > 0

@@ -77,3 +77,22 @@ async def test_sigterm_drains_in_flight_stream_and_exits_0(tmp_path: Path) -> No
             await process.wait()
     stderr = (await process.stderr.read()).decode() if process.stderr else ""
     assert "Traceback" not in stderr
+
+
+async def test_a_metrics_port_in_use_stops_with_exit_2_and_names_the_key(tmp_path: Path) -> None:
+    env = {**os.environ, "PROVIDER_ROUTER_STATE_REGISTRY_FILE": str(tmp_path / "reg.json"),
+           "PROVIDER_ROUTER_METRICS_HOST": "127.0.0.1"}
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+                "OPENROUTER_API_KEY", "OLLAMA_HOST"):
+        env.pop(key, None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["PROVIDER_ROUTER_METRICS_PORT"] = str(taken.getsockname()[1])
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "provider_router", "serve", "--listen", "127.0.0.1:0", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert b"metrics.port" in stderr
+    assert b"Traceback" not in stderr

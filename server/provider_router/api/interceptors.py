@@ -10,6 +10,7 @@ of three interceptor layers, with its metric children looked up once per method.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import hmac
@@ -25,10 +26,16 @@ import grpc.aio
 from google.rpc import status_pb2
 from prometheus_client import Counter, Histogram
 
+from provider_router import domain as d
 from provider_router.api.status import code_for, internal_status, to_status
 from provider_router.errors import RouterError
+from provider_router.telemetry.access import CallLog
 from provider_router.telemetry.logging import REQUEST_ID
 from provider_router.telemetry.metrics import Metrics
+from provider_router.v1 import router_pb2 as pb
+
+if TYPE_CHECKING:
+    from provider_router.telemetry.tracing import Tracing
 from provider_router.tenants import hash_key
 
 log = logging.getLogger(__name__)
@@ -78,16 +85,39 @@ def _status(error: Exception) -> tuple[grpc.StatusCode, status_pb2.Status]:
     return grpc.StatusCode.INTERNAL, internal_status()
 
 
+def _prompt(request: Any) -> dict[str, object]:
+    """The request's messages for an access line with `[logging] content = true`."""
+    return {"prompt": [{"role": pb.Role.Name(m.role).removeprefix("ROLE_").lower(),
+                        "content": m.content} for m in request.messages]}
+
+
 class Observer:
-    """Wraps servicer handlers with request id, metrics and error mapping."""
+    """Wraps servicer handlers with request id, metrics, the access line, error mapping and,
+    while tracing is on, a server span.
 
-    def __init__(self, metrics: Metrics) -> None:
+    What is on is decided here, once per method, by choosing the wrapper: with tracing off
+    no traced wrapper exists, with content logging off no text is gathered.
+    """
+
+    def __init__(self, metrics: Metrics, calls: CallLog | None = None,
+                 tracing: Tracing | None = None, content: bool = False) -> None:
         self.metrics = metrics
+        self.calls = calls if calls is not None else CallLog(metrics, None)
         self.request_id = RequestIds()
+        self._tracing = tracing
+        self._content = content and self.calls.logging
 
-    def _done(self, method: str, started: float, code: str) -> None:
+    def _done(self, method: str, started: float, code: str, request_id: str,
+              error: Exception | None = None) -> None:
+        elapsed = time.perf_counter() - started
         self.metrics.rpcs.labels(method, code).inc()
-        self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+        self.metrics.rpc_seconds.labels(method).observe(elapsed)
+        if isinstance(error, RouterError):
+            self.calls.finished(method, request_id, code, elapsed, None, error.attempts,
+                                error.reason, tenant=AUTHENTICATED_TENANT.get())
+        else:
+            self.calls.finished(method, request_id, code, elapsed,
+                                reason="INTERNAL" if error is not None else "")
 
     async def _failed(self, method: str, started: float, error: Exception,
                       context: grpc.aio.ServicerContext[Any, Any], request_id: str) -> None:
@@ -96,20 +126,20 @@ class Observer:
         else:
             log.exception("%s failed unexpectedly", method)
         code, status = _status(error)
-        self._done(method, started, code.name)
+        self._done(method, started, code.name, request_id, error)
         trailing = (("x-request-id", request_id), (STATUS_DETAILS_KEY, status.SerializeToString()))
         await context.abort(code, status.message, trailing)
 
-    def _bound(self, method: str) -> tuple[Counter, Histogram, RequestIds]:
-        """The method's success counter and latency histogram (looked up once), and the
-        request-id source, for the wrapper's closure."""
+    def _bound(self, method: str) -> tuple[Counter, Histogram, RequestIds, CallLog]:
+        """The method's success counter and latency histogram (looked up once), the
+        request-id source and the call log, for the wrapper's closure."""
         return (self.metrics.rpcs.labels(method, "OK"), self.metrics.rpc_seconds.labels(method),
-                self.request_id)
+                self.request_id, self.calls)
 
     def unary(self, method: str, handler: Callable[[Req, Context, str], Awaitable[Resp]]
               ) -> Callable[[Req, Context], Awaitable[Resp]]:
         """Observe a unary handler that takes (request, context, request_id)."""
-        ok, seconds, request_ids = self._bound(method)
+        ok, seconds, request_ids, calls = self._bound(method)
 
         @functools.wraps(handler)
         async def wrapped(request: Req, context: Context) -> Resp:
@@ -119,7 +149,7 @@ class Observer:
             try:
                 response = await handler(request, context, request_id)
             except asyncio.CancelledError:
-                self._done(method, started, "CANCELLED")
+                self._done(method, started, "CANCELLED", request_id)
                 raise
             except Exception as error:
                 await self._failed(method, started, error, context, request_id)
@@ -128,42 +158,126 @@ class Observer:
                 REQUEST_ID.reset(token)
             context.set_trailing_metadata((("x-request-id", request_id),))
             ok.inc()
-            seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            seconds.observe(elapsed)
+            calls.finished(method, request_id, "OK", elapsed)
             return response
 
-        return wrapped
+        return self._traced_unary(method, wrapped)
+
+    def answer(self, method: str, handler: Callable[[Req, Context], Awaitable[d.ChatResponse]],
+               to_proto: Callable[[d.ChatResponse, str], Resp]
+               ) -> Callable[[Req, Context], Awaitable[Resp]]:
+        """Observe a unary handler that answers with a domain ChatResponse, sent as
+        `to_proto(response, request_id)`; its tokens, cost and attempts are accounted for."""
+        ok, seconds, request_ids, calls = self._bound(method)
+        content = self._content
+
+        async def wrapped(request: Req, context: Context) -> Resp:
+            started = time.perf_counter()
+            request_id = request_ids(context)
+            token = REQUEST_ID.set(request_id)
+            try:
+                response = await handler(request, context)
+            except asyncio.CancelledError:
+                self._done(method, started, "CANCELLED", request_id)
+                raise
+            except Exception as error:
+                await self._failed(method, started, error, context, request_id)
+                raise  # unreachable: abort raises
+            finally:
+                REQUEST_ID.reset(token)
+            context.set_trailing_metadata((("x-request-id", request_id),))
+            ok.inc()
+            elapsed = time.perf_counter() - started
+            seconds.observe(elapsed)
+            calls.finished(method, request_id, "OK", elapsed, response, content=(
+                {**_prompt(request), "answer": response.result.text} if content else None),
+                tenant=AUTHENTICATED_TENANT.get())
+            return to_proto(response, request_id)
+
+        wrapped.__name__ = wrapped.__qualname__ = method
+        return self._traced_unary(method, wrapped)
 
     def stream(self, method: str, open_events: Callable[[Req, Context], AsyncIterator[E]],
                to_proto: Callable[[E, str], Resp]) -> Callable[[Req, Context], AsyncIterator[Resp]]:
         """Observe a server-streaming RPC: `open_events(request, context)` gives the domain
-        events, each sent as `to_proto(event, request_id)`.
+        events, each sent as `to_proto(event, request_id)`; the last, a StreamEnded, is
+        accounted for like a Chat answer.
 
         One async generator between gRPC and the router: every layer stacked here would
         cost a resumption per message of every stream.
         """
-        ok, seconds, request_ids = self._bound(method)
+        ok, seconds, request_ids, calls = self._bound(method)
+        open_streams = self.metrics.open_streams
+        content = self._content
 
         async def wrapped(request: Req, context: Context) -> AsyncIterator[Resp]:
             started = time.perf_counter()
             request_id = request_ids(context)
             token = REQUEST_ID.set(request_id)
+            open_streams.inc()
+            event: E | None = None
+            text: list[str] | None = [] if content else None
             try:
                 async for event in open_events(request, context):
+                    if text is not None and isinstance(event, d.TextDelta):
+                        text.append(event.text)
                     yield to_proto(event, request_id)
             except asyncio.CancelledError:
-                self._done(method, started, "CANCELLED")
+                self._done(method, started, "CANCELLED", request_id)
                 raise
             except Exception as error:
                 await self._failed(method, started, error, context, request_id)
                 raise
             finally:
                 REQUEST_ID.reset(token)
+                open_streams.dec()
             context.set_trailing_metadata((("x-request-id", request_id),))
             ok.inc()
-            seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            seconds.observe(elapsed)
+            calls.finished(method, request_id, "OK", elapsed,
+                           event if type(event) is d.StreamEnded else None,
+                           content=None if text is None else {**_prompt(request),
+                                                              "answer": "".join(text)},
+                           tenant=AUTHENTICATED_TENANT.get())
 
         wrapped.__name__ = wrapped.__qualname__ = method
-        return wrapped
+        return self._traced_stream(method, wrapped)
+
+    def _traced_unary(self, method: str, plain: Callable[[Req, Context], Awaitable[Resp]]
+                      ) -> Callable[[Req, Context], Awaitable[Resp]]:
+        """`plain` inside a server span while tracing is on; `plain` itself otherwise."""
+        tracing = self._tracing
+        if tracing is None:
+            return plain
+
+        async def traced(request: Req, context: Context) -> Resp:
+            with tracing.server_span(method, context.invocation_metadata()):
+                return await plain(request, context)
+
+        traced.__name__ = traced.__qualname__ = method
+        return traced
+
+    def _traced_stream(self, method: str, plain: Callable[[Req, Context], AsyncIterator[Resp]]
+                       ) -> Callable[[Req, Context], AsyncIterator[Resp]]:
+        """`plain` inside a server span while tracing is on; `plain` itself otherwise."""
+        tracing = self._tracing
+        if tracing is None:
+            return plain
+
+        async def traced(request: Req, context: Context) -> AsyncIterator[Resp]:
+            # The span is current only while each message is produced (Tracing.stepped):
+            # gRPC may leave this generator to be closed by another task.
+            with tracing.stream_server_span(method, context.invocation_metadata()) as span:
+                messages = tracing.stepped(span, plain(request, context), trail=True)
+                async with contextlib.aclosing(messages) as stream:
+                    async for message in stream:
+                        yield message
+
+        traced.__name__ = traced.__qualname__ = method
+        return traced
 
 
 def _presented_key(metadata: Collection[tuple[str, str | bytes]]) -> str:

@@ -93,7 +93,8 @@ class RouterServicer:
         # without, they are the plain handlers: no tenant work at all per call.
         tenanted = tenants is not None
         self.Route = observer.unary("Route", self._route_tenanted if tenanted else self._route)
-        self.Chat = observer.unary("Chat", self._chat_tenanted if tenanted else self._chat)
+        self.Chat = observer.answer("Chat", self._chat_tenanted if tenanted else self._chat,
+                                    convert.chat_response_to_proto)
         self.StreamChat = observer.stream(
             "StreamChat", self._stream_tenanted if tenanted else self._stream_events,
             convert.stream_event_to_proto)
@@ -134,11 +135,9 @@ class RouterServicer:
         domain_request, at = convert.route_to_domain(request)
         return convert.decision_to_proto(self._router.route(domain_request, at))
 
-    async def _chat(self, request: pb.ChatRequest, context: Context, request_id: str
-                    ) -> pb.ChatResponse:
+    async def _chat(self, request: pb.ChatRequest, context: Context) -> d.ChatResponse:
         domain_request = convert.chat_to_domain(request, stream=False)
-        response = await self._router.chat(domain_request, self._deadline(context))
-        return convert.chat_response_to_proto(response, request_id)
+        return await self._router.chat(domain_request, self._deadline(context))
 
     def _stream_events(self, request: pb.StreamChatRequest, context: Context
                        ) -> AsyncIterator[d.RouterStreamEvent]:
@@ -150,11 +149,10 @@ class RouterServicer:
         domain_request, at = convert.route_to_domain(request)
         return convert.decision_to_proto(self._router.route(with_tenant(domain_request), at))
 
-    async def _chat_tenanted(self, request: pb.ChatRequest, context: Context, request_id: str
-                             ) -> pb.ChatResponse:
+    async def _chat_tenanted(self, request: pb.ChatRequest, context: Context
+                             ) -> d.ChatResponse:
         domain_request = with_tenant(convert.chat_to_domain(request, stream=False))
-        response = await self._router.chat(domain_request, self._deadline(context))
-        return convert.chat_response_to_proto(response, request_id)
+        return await self._router.chat(domain_request, self._deadline(context))
 
     def _stream_tenanted(self, request: pb.StreamChatRequest, context: Context
                          ) -> AsyncIterator[d.RouterStreamEvent]:

@@ -62,10 +62,18 @@ class RemoteConnector:
         self.settings = settings
         self._protocol = protocol
         timeouts = PhaseTimeouts.resolve(spec.timeouts, settings.default_timeouts)
-        self._http = HttpClient(spec.name, timeouts, protocol.map_error,
-                                max_idle=spec.max_concurrent,
-                                egress=settings.egress_policy(spec),
-                                proxies=settings.proxies)
+        if settings.tracing is None:
+            self._http = HttpClient(spec.name, timeouts, protocol.map_error,
+                                    max_idle=spec.max_concurrent,
+                                    egress=settings.egress_policy(spec),
+                                    proxies=settings.proxies)
+        else:
+            # Imported only when tracing is on: the OpenTelemetry SDK is not loaded otherwise.
+            from provider_router.connectors.traced import TracedHttpClient
+            self._http = TracedHttpClient(settings.tracing, spec.name, timeouts,
+                                          protocol.map_error, max_idle=spec.max_concurrent,
+                                          egress=settings.egress_policy(spec),
+                                          proxies=settings.proxies)
 
     async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
         """Complete the request in one call."""

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from provider_router.connectors.egress import EgressGuard, EgressPolicy
 from provider_router.connectors.proxy import ProxySettings
 from provider_router.domain import ProviderKind, ProviderSpec, ProviderTimeouts, Secret
 from provider_router.errors import ProviderUnavailableError
+
+if TYPE_CHECKING:
+    from provider_router.telemetry.tracing import Tracing
 
 DEFAULT_TIMEOUTS = ProviderTimeouts(connect=5.0, first_token=10.0, idle=30.0, total=300.0)
 """Per-phase timeouts used when neither the provider spec nor the config sets one.
@@ -54,6 +58,9 @@ class ConnectorSettings:
     egress: EgressGuard | None = None
     # HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment; None when no proxy is set.
     proxies: ProxySettings | None = None
+
+    # Set by the composition root only while tracing is on (telemetry/tracing.py).
+    tracing: Tracing | None = field(default=None, repr=False, compare=False)
 
     def egress_policy(self, spec: ProviderSpec) -> EgressPolicy | None:
         """The policy every new connection of this provider is checked against, if any."""

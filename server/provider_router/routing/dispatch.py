@@ -131,7 +131,7 @@ class Dispatcher:
         chain.attempts.append(attempt)
         # The outcome is a StrEnum member, equal to (and hashing as) its value, so it is the
         # label as is; `.value` would cost a call into the enum module on every attempt.
-        self._metrics.attempts.labels(attempt.provider, attempt.outcome).inc()
+        self._metrics.attempts.labels(attempt.provider, attempt.model, attempt.outcome).inc()
 
     def _failed(self, chain: Chain, spec: d.ProviderSpec, target: d.RouteTarget,
                 started: float, error: ProviderError, broken: bool = False) -> None:

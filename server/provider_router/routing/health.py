@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from provider_router.domain import BreakerState, HealthState, ProviderSpec
+from provider_router.domain import HealthState, ProviderSpec
 from provider_router.resilience.breaker import BreakerChange, ProviderBreakers
 from provider_router.routing.gate import RouterGate
 from provider_router.routing.pool import ConnectorPool
@@ -39,7 +39,7 @@ class HealthMonitor:
         self._gate = gate
         self._breakers = breakers
         self._metrics = metrics
-        self._publish = publish
+        self._publish_health = publish
         self._interval_s = interval_s
         self._probe_timeout_s = probe_timeout_s
         self._task: asyncio.Task[None] | None = None
@@ -55,20 +55,27 @@ class HealthMonitor:
                                                      tuple(m.name for m in spec.models))
                 and self._registry.stats.health(spec.name) is not HealthState.UNHEALTHY)
 
+    def _publish(self, name: str, serving: bool) -> Awaitable[None]:
+        """Publish to the health service, and to the provider_router_provider_up gauge."""
+        self._metrics.provider_up.labels(name).set(1.0 if serving else 0.0)
+        return self._publish_health(name, serving)
+
     def _breaker_changed(self, change: BreakerChange) -> None:
-        # The gauge is per provider: 1 while any of its breakers (model or provider-level)
-        # is open, so it is read back from all of them rather than from this one change.
-        self._metrics.breaker_state.labels(change.provider).set(
-            1.0 if self._breakers.state(change.provider) is BreakerState.OPEN else 0.0)
+        # Per provider, read back from all of its breakers (model or provider-level), not
+        # from this one change: open while the provider-level one or every model's is open.
+        self._metrics.set_breaker(change.provider, self._breakers.state(change.provider))
         spec = self._registry.snapshot().providers.get(change.provider)
         if spec is not None:
             self._spawn(self._publish(spec.name, self._serving(spec)))
 
     def _provider_changed(self, old: ProviderSpec | None, new: ProviderSpec | None) -> None:
+        self._metrics.providers.set(len(self._registry.snapshot().providers))
         if new is not None:
+            self._metrics.set_breaker(new.name, self._breakers.state(new.name))
             self._spawn(self._publish(new.name, self._serving(new)))
         elif old is not None:
-            self._spawn(self._publish(old.name, False))
+            self._spawn(self._publish_health(old.name, False))
+            self._metrics.forget_provider(old.name)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         def start() -> None:
@@ -81,6 +88,7 @@ class HealthMonitor:
     async def publish_all(self) -> None:
         """Publish every provider's current state (at start and after changes)."""
         for spec in self._registry.snapshot().providers.values():
+            self._metrics.set_breaker(spec.name, self._breakers.state(spec.name))
             await self._publish(spec.name, self._serving(spec))
 
     async def probe(self, spec: ProviderSpec) -> bool:

@@ -179,7 +179,7 @@ class Hedger:
         # already: that record becomes the loss.
         if usage is None or not _relabel(chain, racer.target, attempt):
             chain.attempts.append(attempt)
-            self._metrics.attempts.labels(provider, attempt.outcome).inc()
+            self._metrics.attempts.labels(provider, model, attempt.outcome).inc()
             if winner is not None:
                 self._stats.censored(provider, duration, stream)
         if winner is not None:

@@ -12,11 +12,11 @@ def test_label_cache_returns_the_same_child_and_counts() -> None:
     child.inc()
     metrics.rpcs.labels("Chat", "OK").inc()
     metrics.rpc_seconds.labels("Chat").observe(0.002)
-    metrics.attempts.labels("p", "success").inc()
+    metrics.attempts.labels("p", "m", "success").inc()
     registry = metrics.registry
     assert registry.get_sample_value("provider_router_rpcs_total",
                                      {"method": "Chat", "code": "OK"}) == 2
     assert registry.get_sample_value("provider_router_rpc_seconds_count",
                                      {"method": "Chat"}) == 1
     assert registry.get_sample_value("provider_router_attempts_total",
-                                     {"provider": "p", "outcome": "success"}) == 1
+                                     {"provider": "p", "model": "m", "outcome": "success"}) == 1
