@@ -30,7 +30,6 @@ from provider_router.autoregister import providers_from_env
 from provider_router.cache.base import CacheBackend
 from provider_router.cache.memory import MemoryCache
 from provider_router.cache.open import open_cache
-from provider_router.cache.redis import RedisCache
 from provider_router.config import Config
 from provider_router.connectors.egress import EgressGuard, EgressPolicy
 from provider_router.connectors.factory import create_connector, resolve_api_key
@@ -58,6 +57,7 @@ from provider_router.routing.traced import TracedPlanner
 from provider_router.state.base import StateStore
 from provider_router.state.factory import open_state_store
 from provider_router.state.outage_spend import OutageTolerantSpendStore
+from provider_router.state.redis_cache import RedisCache
 from provider_router.state.redis_link import RedisLink
 from provider_router.state.redis_spend import RedisSpendStore
 from provider_router.state.shared import SharedState

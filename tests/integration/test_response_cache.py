@@ -14,7 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from provider_router.cache.redis import RedisCache
+from provider_router.state.redis_cache import RedisCache
 from provider_router.tenants import hash_key
 from provider_router.v1 import router_pb2 as pb
 from tests.fakes.base import FakeUpstream, Fault, Script

@@ -13,7 +13,8 @@ class CacheBackendError(Exception):
 
 
 class CacheBackend(Protocol):
-    """Bytes by key with a time to live: memory (cache/memory.py) or Redis (cache/redis.py)."""
+    """Bytes by key with a time to live: memory (cache/memory.py) or Redis
+    (state/redis_cache.py: only state/ talks to Redis)."""
 
     async def get(self, key: str) -> bytes | None:
         """The value stored under `key`, None when absent or expired; raises

@@ -12,6 +12,6 @@ def open_cache(settings: CacheSettings, on_evict: EvictionHook | None = None) ->
     if settings.url.startswith("memory://"):
         return MemoryCache(settings.max_bytes, on_evict=on_evict)
     # Imported here: the redis package is only needed when a redis:// cache is configured.
-    from provider_router.cache.redis import RedisCache
+    from provider_router.state.redis_cache import RedisCache
 
     return RedisCache.from_url(settings.url, settings.key_prefix)
