@@ -72,6 +72,7 @@ class SimulationResult:
     estimated_usage: int = 0
     rate_limits_simulated: bool = False
     tenants: dict[str, TenantSpend] = field(default_factory=dict)
+    tenant_policy: bool = False  # whether the config has tenants whose policy was applied
 
     @property
     def cost_usd(self) -> float:
@@ -122,7 +123,8 @@ class Simulation:
         gate = _SimulatedGate(registry, limiter)
         planner = Planner(registry, routing, random.Random(self._seed), gate)
         ledger = TenantLedger(config.tenants, registry.snapshot().providers)
-        result = SimulationResult(config.source, tenants=ledger.spend)
+        result = SimulationResult(config.source, tenants=ledger.spend,
+                                  tenant_policy=bool(config.tenants))
         for record in records:
             gate.now = record.at
             outcome = await self._route(record, planner, registry, limiter, ledger)

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from provider_router.simulate.engine import NOT_SIMULATED, SimulationResult, Tally
 from provider_router.simulate.records import RecordedLog
 from provider_router.simulate.tenancy import TenantSpend
-from provider_router.tenants import UNTENANTED
 
 _SHOWN_MALFORMED = 10
 
@@ -51,6 +50,7 @@ def as_json(log_path: str, log: RecordedLog, candidate: SimulationResult,
         "malformed_lines": [{"line": m.line, "problem": m.problem} for m in log.malformed],
         "usage": {"recorded": candidate.recorded_usage, "estimated": candidate.estimated_usage},
         "rate_limits_simulated": candidate.rate_limits_simulated,
+        "tenant_policy_simulated": candidate.tenant_policy,
         "not_simulated": list(NOT_SIMULATED),
         "candidate": _side(candidate),
         "baseline": _side(baseline),
@@ -105,12 +105,12 @@ def _target_rows(candidate: SimulationResult, baseline: SimulationResult
 
 def _tenant_rows(candidate: SimulationResult, baseline: SimulationResult
                  ) -> list[tuple[str, ...]]:
-    """Requests served and spend per tenant, once any request is replayed as a tenant."""
-    names = set(candidate.tenants) | set(baseline.tenants)
-    if names <= {UNTENANTED}:
+    """Requests served and spend per tenant, when either config has tenants (the JSON has
+    them always)."""
+    if not (candidate.tenant_policy or baseline.tenant_policy):
         return []
     rows: list[tuple[str, ...]] = []
-    for name in sorted(names):
+    for name in sorted(set(candidate.tenants) | set(baseline.tenants)):
         c = candidate.tenants.get(name, TenantSpend())
         b = baseline.tenants.get(name, TenantSpend())
         rows.append((f"tenant {name}", str(c.requests), str(b.requests),
@@ -148,7 +148,9 @@ def as_text(log_path: str, log: RecordedLog, candidate: SimulationResult,
               "rate limits: " + ("simulated over the recorded timestamps"
                                  if candidate.rate_limits_simulated
                                  else "not simulated (no timestamps in the log)"),
-              "tenants: the candidate's models, providers, rpm/tpm and day/month budgets "
-              "(budgets charged with the costs above, per UTC day and month of `ts`)",
+              "tenants: " + ("the candidate's models, providers, rpm/tpm and day/month "
+                             "budgets (budgets charged with the costs above, per UTC day "
+                             "and month of `ts`)" if candidate.tenant_policy
+                             else "none in the candidate config (no tenant policy applied)"),
               "not simulated: " + "; ".join(NOT_SIMULATED)]
     return "\n".join(lines) + "\n"

@@ -143,7 +143,8 @@ def test_the_table_shows_targets_rules_and_the_diff(
     assert rows["total"][:3] == ["2", "2", "0"]
     assert "requests routed differently from the baseline: 1" in out
     assert "rate limits: simulated over the recorded timestamps" in out
-    assert "tenants: the candidate's models, providers, rpm/tpm and day/month budgets" in out
+    assert "tenants: none in the candidate config (no tenant policy applied)" in out
+    assert "tenant web" not in out  # no tenant rows without tenants configured
     assert "not simulated: concurrency limits" in out and "budget" not in out.split(
         "not simulated:")[1]
 
@@ -362,6 +363,7 @@ def test_the_table_shows_a_budget_change_against_the_baseline(
     assert rows["rejected"] == ["1", "3", "-2"]
     assert rows["budget_exceeded"] == ["1", "3", "-2"]
     assert rows["tenant acme"] == ["4", "2", "+2", "0.014000", "0.007000", "+0.007000"]
+    assert "tenants: the candidate's models, providers, rpm/tpm and day/month budgets" in out
 
 
 def test_a_model_or_provider_the_tenant_may_not_use_is_rejected(
