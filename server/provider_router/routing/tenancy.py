@@ -62,6 +62,49 @@ def _tpm(tenant: Tenant, tokens: float) -> Charge:
     return Charge(f"tenant:{tenant.name}/tpm", tpm, tpm / 60.0, min(tokens, tpm))
 
 
+# --- pure policy (shared with the what-if simulator) -----------------------------------
+
+
+def rate_charges(tenant: Tenant, tokens: int) -> list[Charge]:
+    """What one call of `tokens` (estimated) takes from the tenant's rpm and tpm buckets."""
+    charges = []
+    if tenant.rpm:
+        charges.append(_rpm(tenant))
+    if tenant.tpm:
+        charges.append(_tpm(tenant, float(tokens)))
+    return charges
+
+
+def restrict(tenant: Tenant, request: d.ChatRequest, excluded: frozenset[str]
+             ) -> d.ChatRequest:
+    """The request limited to what the tenant may use, given the providers it may not use
+    (`excluded`): PermissionDeniedError for a model or provider it may not name; excluded
+    providers are added to the request's exclusions."""
+    model = request.routing.model
+    if model and not tenant.allows_model(model):
+        raise ModelNotAllowedError(tenant.name, model)
+    named, slash, _ = model.partition("/")
+    if slash and named in excluded:
+        raise ProviderNotAllowedError(tenant.name, named)
+    if not excluded:
+        return request
+    routing = replace(request.routing,
+                      exclude_providers=request.routing.exclude_providers | excluded)
+    return replace(request, routing=routing)
+
+
+def budget_error(tenant: Tenant, spent_day: float, spent_month: float,
+                 periods: SpendPeriods) -> BudgetExceededError | None:
+    """The rejection when the tenant's spend in its day or month has reached the budget
+    (checked before a call; the call's own cost is charged after it)."""
+    for period, limit, spent, resets_in in (
+            ("day", tenant.budget_day_usd, spent_day, periods.day_resets_in_s),
+            ("month", tenant.budget_month_usd, spent_month, periods.month_resets_in_s)):
+        if limit > 0 and spent >= limit:
+            return BudgetExceededError(tenant.name, period, limit, spent, resets_in)
+    return None
+
+
 class TenantRouter:
     """The Router with tenant policy in front and spend accounting behind (a RouterPort)."""
 
@@ -109,40 +152,22 @@ class TenantRouter:
     def restricted(self, tenant: Tenant, request: d.ChatRequest) -> d.ChatRequest:
         """The request limited to what the tenant may use: PermissionDeniedError for a model
         or provider it may not name; providers it may not use are excluded from routing."""
-        model = request.routing.model
-        if model and not tenant.allows_model(model):
-            raise ModelNotAllowedError(tenant.name, model)
-        if not tenant.providers:
-            return request
-        excluded = self._disallowed_providers(tenant)
-        named, slash, _ = model.partition("/")
-        if slash and named in excluded:
-            raise ProviderNotAllowedError(tenant.name, named)
-        if not excluded:
-            return request
-        routing = replace(request.routing,
-                          exclude_providers=request.routing.exclude_providers | excluded)
-        return replace(request, routing=routing)
+        excluded = self._disallowed_providers(tenant) if tenant.providers else frozenset()
+        return restrict(tenant, request, excluded)
 
     async def _check_budget(self, tenant: Tenant, periods: SpendPeriods) -> None:
         spent_day, spent_month = await self._spend.totals(tenant.name, periods.keys)
-        for period, limit, spent, resets_in in (
-                ("day", tenant.budget_day_usd, spent_day, periods.day_resets_in_s),
-                ("month", tenant.budget_month_usd, spent_month, periods.month_resets_in_s)):
-            if limit > 0 and spent >= limit:
-                self._metrics.budget_rejections.labels(tenant.name, period).inc()
-                raise BudgetExceededError(tenant.name, period, limit, spent, resets_in)
+        error = budget_error(tenant, spent_day, spent_month, periods)
+        if error is not None:
+            self._metrics.budget_rejections.labels(tenant.name, error.period).inc()
+            raise error
 
     def _estimated_tokens(self, request: d.ChatRequest) -> int:
         return estimate_prompt_tokens(request.messages) + expected_completion_tokens(
             request.params, self._default_completion_tokens)
 
     async def _take_rate(self, tenant: Tenant, tokens: int) -> None:
-        charges = []
-        if tenant.rpm:
-            charges.append(_rpm(tenant))
-        if tenant.tpm:
-            charges.append(_tpm(tenant, float(tokens)))
+        charges = rate_charges(tenant, tokens)
         if not charges:
             return
         wait = await self._buckets.take(charges, self._monotonic())

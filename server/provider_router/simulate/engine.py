@@ -3,10 +3,11 @@
 What is simulated: model resolution, aliases, rules (time rules at the recorded instant),
 capabilities, constraints, the strategy (random ones from a fixed seed, so two runs agree),
 and rate limits (rpm/tpm, over the recorded timestamps; a request the first target has no
-room for fails over along the chain as the router would). What is not: budgets and tenants'
-limits, concurrency limits, breakers and probe health (every provider is taken as closed and
-healthy), whether this host has each provider's key, and latency statistics (the latency
-and least-loaded strategies see none).
+room for fails over along the chain as the router would), and tenants' policy (allowed
+models and providers, rpm/tpm, day/month budgets charged with the simulated cost; see
+simulate/tenancy.py). What is not: concurrency limits, breakers and probe health (every
+provider is taken as closed and healthy), whether this host has each provider's key, and
+latency statistics (the latency and least-loaded strategies see none).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from provider_router.routing.planner import Planner
 from provider_router.routing.pricing import cost_usd, expected_completion_tokens
 from provider_router.routing.registry import Registry
 from provider_router.simulate.records import Recorded
+from provider_router.simulate.tenancy import TenantLedger, TenantSpend
 from provider_router.state.memory import MemoryStateStore
 from provider_router.tokens import estimate_prompt_tokens
 
-NOT_SIMULATED = ("budgets and tenant limits", "concurrency limits",
+NOT_SIMULATED = ("concurrency limits",
                  "breakers and probe health (all taken as closed and healthy)",
                  "provider keys on this host (all taken as present)",
                  "latency statistics (latency/least_loaded strategies see none)")
@@ -69,6 +71,8 @@ class SimulationResult:
     recorded_usage: int = 0
     estimated_usage: int = 0
     rate_limits_simulated: bool = False
+    tenants: dict[str, TenantSpend] = field(default_factory=dict)
+    tenant_policy: bool = False  # whether the config has tenants whose policy was applied
 
     @property
     def cost_usd(self) -> float:
@@ -118,20 +122,30 @@ class Simulation:
         limiter = RateLimiter()
         gate = _SimulatedGate(registry, limiter)
         planner = Planner(registry, routing, random.Random(self._seed), gate)
-        result = SimulationResult(config.source)
+        ledger = TenantLedger(config.tenants, registry.snapshot().providers)
+        result = SimulationResult(config.source, tenants=ledger.spend,
+                                  tenant_policy=bool(config.tenants))
         for record in records:
             gate.now = record.at
-            outcome = await self._route(record, planner, registry, limiter)
+            outcome = await self._route(record, planner, registry, limiter, ledger)
             result.outcomes.append(outcome)
-            self._tally(result, record, outcome, registry, routing.default_completion_tokens)
+            cost = self._tally(result, record, outcome, registry,
+                               routing.default_completion_tokens)
+            if outcome.target is None:
+                ledger.rejected(record.request)
+            else:
+                ledger.charge(record.request, record.at, cost)
             result.rate_limits_simulated |= record.at is not None
         return result
 
     async def _route(self, record: Recorded, planner: Planner, registry: Registry,
-                     limiter: RateLimiter) -> Outcome:
+                     limiter: RateLimiter, ledger: TenantLedger) -> Outcome:
         now = datetime.fromtimestamp(record.at, UTC) if record.at is not None else None
+        tokens = _tokens(record, planner.settings.default_completion_tokens)
         try:
-            decision = planner.decide(record.request, now, explain=False)
+            # The tenant's policy first, as TenantRouter admits before the router routes.
+            request = await ledger.admit(record.request, record.at, tokens)
+            decision = planner.decide(request, now, explain=False)
         except NoCandidateError as error:
             reasons = sorted({str(reason) for _, _, reason in error.exclusions})
             if reasons == [d.ExclusionReason.RATE_LIMITED]:
@@ -143,7 +157,6 @@ class Simulation:
             return Outcome(record.line, rejection=error.reason.lower())
         if record.at is None:
             return Outcome(record.line, decision.chosen, decision.rule)
-        tokens = _tokens(record, planner.settings.default_completion_tokens)
         providers = registry.snapshot().providers
         for target in decision.targets:
             spec = providers[target.provider]
@@ -153,10 +166,11 @@ class Simulation:
 
     @staticmethod
     def _tally(result: SimulationResult, record: Recorded, outcome: Outcome,
-               registry: Registry, default_completion: int) -> None:
+               registry: Registry, default_completion: int) -> float | None:
+        """Count the outcome; the served request's cost (None when unpriced or rejected)."""
         if outcome.target is None:
             result.rejections[outcome.rejection] += 1
-            return
+            return None
         if outcome.rule:
             result.rules[outcome.rule] += 1
         usage = record.usage
@@ -178,6 +192,7 @@ class Simulation:
             tally.unpriced += 1
         else:
             tally.cost_usd += cost
+        return cost
 
 
 def _tokens(record: Recorded, default_completion: int) -> int:

@@ -11,6 +11,10 @@ Three shapes are accepted, one JSON object per line:
 A body that uses tools, images or a JSON response format requires that capability, as a
 caller of the router would ask for it; its `metadata` (string values) become routing
 attributes, so rules on e.g. `tenant` or `priority` match.
+
+The tenant a request is replayed as (the server takes it from the API key): an access line's
+`tenant`; a body's `metadata.tenant`, else its `user` (OpenAI's caller field). It becomes the
+request's `tenant`, so the candidate config's tenant policy applies as on the server.
 """
 
 from __future__ import annotations
@@ -140,7 +144,7 @@ def _access_line(number: int, raw: Mapping[str, object]) -> Recorded | None:
         messages=(message,),
         routing=d.RoutingOptions(model=model, attributes=attributes),
         params=d.GenerationParams(max_tokens=completion or None),
-        stream=method == "StreamChat")
+        stream=method == "StreamChat", tenant=attributes.get("tenant", ""))
     return Recorded(number, request, _timestamp(raw), usage)
 
 
@@ -256,4 +260,11 @@ def chat_body(body: Mapping[str, object]) -> d.ChatRequest:
     routing = d.RoutingOptions(model=model, attributes=attributes,
                                capabilities=_capabilities(messages, tools, json_output))
     return d.ChatRequest(messages=messages, routing=routing, params=_params(body), tools=tools,
-                         stream=bool(body.get("stream", False)))
+                         stream=bool(body.get("stream", False)),
+                         tenant=_body_tenant(attributes, body.get("user")))
+
+
+def _body_tenant(attributes: Mapping[str, str], user: object) -> str:
+    """The tenant a body names: `metadata.tenant`, else the OpenAI `user` field."""
+    tenant = attributes.get("tenant") or (user if isinstance(user, str) else "")
+    return tenant.strip()

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from provider_router.simulate.engine import NOT_SIMULATED, SimulationResult, Tally
 from provider_router.simulate.records import RecordedLog
+from provider_router.simulate.tenancy import TenantSpend
 
 _SHOWN_MALFORMED = 10
 
@@ -29,6 +30,13 @@ def _side(result: SimulationResult) -> dict[str, object]:
         "rules": dict(sorted(result.rules.items())),
         "rejections": dict(sorted(result.rejections.items())),
         "rejected_lines": [o.line for o in result.outcomes if o.target is None],
+        "tenants": {name: {"requests": t.requests, "rejected": t.rejected,
+                           "cost_usd": round(t.cost_usd, 6), "unpriced": t.unpriced,
+                           "days": {k.removeprefix("day:"): round(v, 6)
+                                    for k, v in sorted(t.days.items())},
+                           "months": {k.removeprefix("month:"): round(v, 6)
+                                      for k, v in sorted(t.months.items())}}
+                    for name, t in sorted(result.tenants.items())},
     }
 
 
@@ -42,6 +50,7 @@ def as_json(log_path: str, log: RecordedLog, candidate: SimulationResult,
         "malformed_lines": [{"line": m.line, "problem": m.problem} for m in log.malformed],
         "usage": {"recorded": candidate.recorded_usage, "estimated": candidate.estimated_usage},
         "rate_limits_simulated": candidate.rate_limits_simulated,
+        "tenant_policy_simulated": candidate.tenant_policy,
         "not_simulated": list(NOT_SIMULATED),
         "candidate": _side(candidate),
         "baseline": _side(baseline),
@@ -94,6 +103,22 @@ def _target_rows(candidate: SimulationResult, baseline: SimulationResult
     return rows
 
 
+def _tenant_rows(candidate: SimulationResult, baseline: SimulationResult
+                 ) -> list[tuple[str, ...]]:
+    """Requests served and spend per tenant, when either config has tenants (the JSON has
+    them always)."""
+    if not (candidate.tenant_policy or baseline.tenant_policy):
+        return []
+    rows: list[tuple[str, ...]] = []
+    for name in sorted(set(candidate.tenants) | set(baseline.tenants)):
+        c = candidate.tenants.get(name, TenantSpend())
+        b = baseline.tenants.get(name, TenantSpend())
+        rows.append((f"tenant {name}", str(c.requests), str(b.requests),
+                     _signed(c.requests - b.requests), _usd(c.cost_usd), _usd(b.cost_usd),
+                     _signed(c.cost_usd - b.cost_usd, money=True)))
+    return rows
+
+
 def as_text(log_path: str, log: RecordedLog, candidate: SimulationResult,
             baseline: SimulationResult) -> str:
     """The report as a table."""
@@ -113,6 +138,7 @@ def as_text(log_path: str, log: RecordedLog, candidate: SimulationResult,
     rows.append(("rejected", str(c_rej), str(b_rej), _signed(c_rej - b_rej), "", "", ""))
     rows += _count_rows("  ", candidate.rejections, baseline.rejections)
     rows += _count_rows("rule ", candidate.rules, baseline.rules)
+    rows += _tenant_rows(candidate, baseline)
     lines += _table(("provider/model", "requests", "baseline", "diff", "cost_usd",
                      "baseline_usd", "diff_usd"), rows)
     lines += ["", f"requests routed differently from the baseline: {_moved(candidate, baseline)}",
@@ -122,5 +148,9 @@ def as_text(log_path: str, log: RecordedLog, candidate: SimulationResult,
               "rate limits: " + ("simulated over the recorded timestamps"
                                  if candidate.rate_limits_simulated
                                  else "not simulated (no timestamps in the log)"),
+              "tenants: " + ("the candidate's models, providers, rpm/tpm and day/month "
+                             "budgets (budgets charged with the costs above, per UTC day "
+                             "and month of `ts`)" if candidate.tenant_policy
+                             else "none in the candidate config (no tenant policy applied)"),
               "not simulated: " + "; ".join(NOT_SIMULATED)]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ Each test writes its log and configs to tmp_path and runs the command as a user 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,9 +66,10 @@ model = "gpt-4o-mini"
 """
 
 
-def _config(tmp_path: Path, name: str, rule: bool = False, openai_extra: str = "") -> Path:
+def _config(tmp_path: Path, name: str, rule: bool = False, openai_extra: str = "",
+            tenants: str = "") -> Path:
     path = tmp_path / name
-    text = ROUTING + (RULE if rule else "") + PROVIDERS
+    text = ROUTING + (RULE if rule else "") + PROVIDERS + tenants
     path.write_text(text.replace("OPENAI_EXTRA", openai_extra))
     return path
 
@@ -141,7 +143,10 @@ def test_the_table_shows_targets_rules_and_the_diff(
     assert rows["total"][:3] == ["2", "2", "0"]
     assert "requests routed differently from the baseline: 1" in out
     assert "rate limits: simulated over the recorded timestamps" in out
-    assert "not simulated: budgets" in out
+    assert "tenants: none in the candidate config (no tenant policy applied)" in out
+    assert "tenant web" not in out  # no tenant rows without tenants configured
+    assert "not simulated: concurrency limits" in out and "budget" not in out.split(
+        "not simulated:")[1]
 
 
 def test_rate_limits_are_simulated_over_recorded_timestamps(
@@ -294,3 +299,132 @@ def test_parse_line_shapes() -> None:
     assert body.request.routing.attributes == {"tenant": "t"}
     with pytest.raises(BadLine, match="`max_tokens` is not a non-negative number"):
         parse_line(3, _body("hi", max_tokens="lots"))
+
+
+# --- tenants ----------------------------------------------------------------------------------
+
+DAY = 86_400.0
+
+
+def _tenant(name: str, **limits: object) -> str:
+    lines = [f"\n[[tenants]]\nname = {json.dumps(name)}"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in limits.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _side(report: dict[str, object], name: str) -> dict[str, object]:
+    side = report[name]
+    assert isinstance(side, dict)
+    return side
+
+
+def test_a_tenant_over_its_daily_budget_is_rejected_from_the_crossing_request_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Each request costs $0.0035 at gpt-4o: spend before requests 1-4 is 0, .0035, .007,
+    # .0105; the budget is checked before the call, so the fourth is rejected, not the third.
+    lines = [_access(10.0 * i, "acme", 1000, 100) for i in range(1, 7)]
+    lines.append(_access(DAY + 10.0, "acme", 1000, 100))  # the next UTC day: a fresh budget
+    lines.append(_access(70.0, "other", 1000, 100))  # another tenant is not affected
+    log = _log(tmp_path, *lines)
+    tenants = _tenant("acme", budget_usd_day=0.01) + _tenant("other")
+    report = _json(capsys, "--log", str(log), "--config",
+                   str(_config(tmp_path, "c.toml", tenants=tenants)),
+                   "--baseline", str(_config(tmp_path, "b.toml")))
+    candidate, baseline = _side(report, "candidate"), _side(report, "baseline")
+    assert candidate["rejections"] == {"budget_exceeded": 3}
+    assert candidate["rejected_lines"] == [4, 5, 6]
+    assert candidate["tenants"] == {
+        "acme": {"requests": 4, "rejected": 3, "cost_usd": 0.014, "unpriced": 0,
+                 "days": {"1970-01-01": 0.0105, "1970-01-02": 0.0035},
+                 "months": {"1970-01": 0.014}},
+        "other": {"requests": 1, "rejected": 0, "cost_usd": 0.0035, "unpriced": 0,
+                  "days": {"1970-01-01": 0.0035}, "months": {"1970-01": 0.0035}}}
+    # The baseline has no tenants: everything is served, its spend under the names logged.
+    assert baseline["rejections"] == {}
+    acme = baseline["tenants"]
+    assert isinstance(acme, dict) and acme["acme"]["requests"] == 7
+    assert report["diff"] == {"cost_usd": -0.0105, "rejected": 3, "moved": 3}
+
+
+def test_the_table_shows_a_budget_change_against_the_baseline(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(tmp_path, *[_access(10.0 * i, "acme", 1000, 100) for i in range(1, 6)])
+    # The baseline's month budget is spent after 2 requests, the candidate's after 4.
+    code, out, _ = _run(
+        capsys, "--log", str(log),
+        "--config", str(_config(tmp_path, "c.toml",
+                                tenants=_tenant("acme", budget_usd_month=0.014))),
+        "--baseline", str(_config(tmp_path, "b.toml",
+                                  tenants=_tenant("acme", budget_usd_month=0.007))))
+    assert code == 0
+    # Table cells are at least two spaces apart; names may hold one ("tenant acme").
+    rows = {cells[0]: cells[1:] for cells in
+            (re.split(r"\s{2,}", line.strip()) for line in out.splitlines())}
+    assert rows["rejected"] == ["1", "3", "-2"]
+    assert rows["budget_exceeded"] == ["1", "3", "-2"]
+    assert rows["tenant acme"] == ["4", "2", "+2", "0.014000", "0.007000", "+0.007000"]
+    assert "tenants: the candidate's models, providers, rpm/tpm and day/month budgets" in out
+
+
+def test_a_model_or_provider_the_tenant_may_not_use_is_rejected(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(tmp_path,
+               _access(1.0, "acme", 1000, 100),  # the chat alias: not in acme's models
+               _access(2.0, "acme", 1000, 100, model="openai/gpt-4o-mini"),
+               _access(3.0, "acme", 1000, 100, model="anthropic/claude-sonnet-4-5"),
+               _body("hi", metadata={"tenant": "acme"}, model="gpt-4o-mini"),
+               _body("hi", user="acme", model="openai/gpt-4o"),
+               _access(4.0, "web", 1000, 100))
+    tenants = _tenant("acme", models=["gpt-4o-mini", "claude-*"], providers=["openai"])
+    report = _json(capsys, "--log", str(log), "--config",
+                   str(_config(tmp_path, "c.toml", tenants=tenants)),
+                   "--baseline", str(_config(tmp_path, "b.toml")))
+    candidate = _side(report, "candidate")
+    assert candidate["rejections"] == {"model_not_allowed": 2, "provider_not_allowed": 1}
+    assert candidate["rejected_lines"] == [1, 3, 5]
+    assert candidate["targets"] == {
+        "openai/gpt-4o": {"requests": 1, "cost_usd": 0.0035, "unpriced": 0,
+                          "prompt_tokens": 1000, "completion_tokens": 100},
+        "openai/gpt-4o-mini": {"requests": 2, "cost_usd": 0.000364, "unpriced": 0,
+                               "prompt_tokens": 1005, "completion_tokens": 356}}
+    assert report["diff"] == {"cost_usd": -0.010572, "rejected": 3, "moved": 3}
+
+
+def test_a_tenant_over_its_rpm_is_rejected_tenant_rate_limited(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 2 rpm refills one request every 30 s: the third within seconds is over, one at 40 s fits.
+    log = _log(tmp_path, *[_access(ts, "acme", 1000, 100) for ts in (1.0, 2.0, 3.0, 40.0)],
+               _access(3.5, "web", 1000, 100))
+    report = _json(capsys, "--log", str(log), "--config",
+                   str(_config(tmp_path, "c.toml", tenants=_tenant("acme", rpm=2))),
+                   "--baseline", str(_config(tmp_path, "b.toml")))
+    candidate = _side(report, "candidate")
+    assert candidate["rejections"] == {"tenant_rate_limited": 1}
+    assert candidate["rejected_lines"] == [3]
+    assert report["diff"] == {"cost_usd": -0.0035, "rejected": 1, "moved": 1}
+
+
+def test_the_default_tenant_holds_requests_without_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _log(tmp_path, _body("hi", model="openai/gpt-4o"),
+               _body("hi", model="openai/gpt-4o", user="acme"))
+    tenants = _tenant("default", models=["gpt-4o-mini"]) + _tenant("acme")
+    report = _json(capsys, "--log", str(log), "--config",
+                   str(_config(tmp_path, "c.toml", tenants=tenants)))
+    candidate = _side(report, "candidate")
+    assert candidate["rejections"] == {"model_not_allowed": 1}
+    assert candidate["rejected_lines"] == [1]
+    spend = candidate["tenants"]
+    assert isinstance(spend, dict)
+    assert (spend["default"]["rejected"], spend["acme"]["requests"]) == (1, 1)
+
+
+def test_the_tenant_of_a_body_is_metadata_tenant_else_user() -> None:
+    body = parse_line(1, _body("hi", user="u1", metadata={"tenant": "acme"}))
+    assert body is not None and body.request.tenant == "acme"
+    user = parse_line(1, _body("hi", user="u1"))
+    assert user is not None and user.request.tenant == "u1"
+    access = parse_line(1, _access(1.0, "web", 10, 1))
+    assert access is not None and access.request.tenant == "web"
+    none = parse_line(1, _body("hi"))
+    assert none is not None and none.request.tenant == ""
