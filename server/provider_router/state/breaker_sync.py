@@ -103,7 +103,8 @@ class SharedBreakers:
         self._stop_listening = self._breakers.add_listener(self._changed)
         self._breakers.set_trial_gate(self.may_trial)
         self._link.add_reconnect_listener(self.resync)
-        self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+        self._poller = asyncio.get_running_loop().create_task(
+            self._link.every(self._poll_s, self.poll))
 
     async def aclose(self) -> None:
         """Stop polling and writing; the breakers keep running locally."""
@@ -173,12 +174,6 @@ class SharedBreakers:
             self._asked.pop(key, None)
 
     # --- Redis -> local ----------------------------------------------------------------------
-
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_s)
-            if self._link.up:
-                await self.poll()
 
     async def poll(self) -> None:
         """Read every shared breaker once and adopt what changed elsewhere."""

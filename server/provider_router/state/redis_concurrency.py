@@ -108,13 +108,8 @@ class RedisSlots:
     def start(self) -> None:
         """Start the heartbeat and resync on reconnect (inside the event loop)."""
         self._link.add_reconnect_listener(self.heartbeat)
-        self._heartbeat_task = asyncio.get_running_loop().create_task(self._beat_forever())
-
-    async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
-            if self._link.up:
-                await self.heartbeat()
+        self._heartbeat_task = asyncio.get_running_loop().create_task(
+            self._link.every(self._heartbeat_s, self.heartbeat))
 
     async def aclose(self) -> None:
         """Stop the heartbeat and give back this replica's slots in Redis."""

@@ -158,6 +158,14 @@ class RedisLink:
         """Return once the link is up (at once when it is)."""
         await self._back.wait()
 
+    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` every `interval_s` while the link is up, until cancelled (a down link
+        skips its turns: reconnect listeners resync once it is back)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.up:
+                await job()
+
     async def check(self) -> bool:
         """Ping Redis now and record the result; whether it answered."""
         try:

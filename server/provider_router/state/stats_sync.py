@@ -86,19 +86,14 @@ class SharedStats:
 
     def start(self) -> None:
         """Start the once-a-second exchange (inside the event loop)."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = asyncio.get_running_loop().create_task(
+            self._link.every(self._interval_s, self.exchange))
 
     async def aclose(self) -> None:
         """Stop exchanging; the merged figures stay as they were."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            if self._link.up:
-                await self.exchange()
 
     async def exchange(self) -> None:
         """Write our summaries, read everyone's, and merge the other replicas' in."""

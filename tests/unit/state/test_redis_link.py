@@ -207,3 +207,35 @@ def test_redacted_drops_credentials_only() -> None:
     assert redacted("redis://u:p@h:1/0") == "redis://h:1/0"
     assert redacted("rediss://h:6380/1") == "rediss://h:6380/1"
     assert redacted("memory://") == "memory://"
+
+
+async def test_every_runs_its_job_while_up_and_skips_turns_while_down(
+        own_redis_server: RedisServer) -> None:
+    link = RedisLink.from_url(own_redis_server.url, None, watch_interval_s=0.05)
+    runs: list[bool] = []
+    enough = asyncio.Event()
+    wanted = 3
+
+    async def job() -> None:
+        runs.append(link.up)
+        if len(runs) >= wanted:
+            enough.set()
+
+    task = asyncio.get_running_loop().create_task(link.every(0.02, job))
+    try:
+        await asyncio.wait_for(enough.wait(), 10)
+        own_redis_server.kill()
+        link.failed(ConnectionError("gone"))
+        skipped_from = len(runs)
+        await asyncio.sleep(0.2)
+        assert len(runs) == skipped_from  # no turn while the link is down
+        own_redis_server.restart()
+        await asyncio.wait_for(link.wait_up(), 10)
+        wanted = skipped_from + 2
+        enough.clear()
+        await asyncio.wait_for(enough.wait(), 10)
+        assert all(runs)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await link.aclose()
