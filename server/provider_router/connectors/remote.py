@@ -8,6 +8,7 @@ in http.py.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -62,18 +63,14 @@ class RemoteConnector:
         self.settings = settings
         self._protocol = protocol
         timeouts = PhaseTimeouts.resolve(spec.timeouts, settings.default_timeouts)
-        if settings.tracing is None:
-            self._http = HttpClient(spec.name, timeouts, protocol.map_error,
-                                    max_idle=spec.max_concurrent,
-                                    egress=settings.egress_policy(spec),
-                                    proxies=settings.proxies)
-        else:
+        client: Callable[..., HttpClient] = HttpClient
+        if settings.tracing is not None:
             # Imported only when tracing is on: the OpenTelemetry SDK is not loaded otherwise.
             from provider_router.connectors.traced import TracedHttpClient
-            self._http = TracedHttpClient(settings.tracing, spec.name, timeouts,
-                                          protocol.map_error, max_idle=spec.max_concurrent,
-                                          egress=settings.egress_policy(spec),
-                                          proxies=settings.proxies)
+            client = functools.partial(TracedHttpClient, settings.tracing)
+        self._http = client(spec.name, timeouts, protocol.map_error,
+                            max_idle=spec.max_concurrent, egress=settings.egress_policy(spec),
+                            proxies=settings.proxies)
 
     async def chat(self, request: ProviderRequest, deadline: Deadline) -> ChatResult:
         """Complete the request in one call."""
