@@ -6,7 +6,7 @@ the request path holds no tracing code at all (not even a no-op tracer's calls).
 root wires traced twins instead: the observer's server span per RPC, joined to the caller's
 trace by the W3C `traceparent` of the gRPC metadata; `TracedPlanner` (routing/traced.py) for
 the routing decision; `TracedConnector` (connectors/traced.py) for each attempt; and
-`TracedHttpClient` (connectors/http_traced.py) for the upstream HTTP call, which also passes
+`TracedHttpClient` (connectors/traced.py) for the upstream HTTP call, which also passes
 `traceparent` on to the provider.
 
 Span tree of a Chat that failed over:
