@@ -7,15 +7,21 @@ import getpass
 import json
 import secrets
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from provider_router.cli_client import EXIT_FAILED, to_json
-from provider_router.cli_format import describe_rpc_error
+from provider_router.cli_client import _client as client_for
+from provider_router.cli_client import _failed as failed
+from provider_router.cli_client import to_json
 from provider_router.errors import ConfigError
 from provider_router.tenants import MIN_KEY_LENGTH, hash_key
 from provider_router.v1 import router_pb2 as pb
 from provider_router_client import RouterClient
+
+M = TypeVar("M", bound=Message)
 
 
 def _read_key() -> str:
@@ -92,31 +98,27 @@ def print_tenants(listing: pb.ListTenantsResponse) -> None:
     _table(rows)
 
 
+def _show(args: argparse.Namespace, fetch: Callable[[RouterClient], M],
+          show: Callable[[M], None]) -> int:
+    """One admin RPC (honouring --tls/--ca/--cert), shown as JSON (--json) or by `show`."""
+    with client_for(args) as client:
+        try:
+            answer = fetch(client)
+        except grpc.RpcError as error:
+            return failed(error)
+    if args.json:
+        print(json.dumps(to_json(answer), indent=2))
+    else:
+        show(answer)
+    return 0
+
+
 def usage(args: argparse.Namespace) -> int:
     """`provider-router usage [TENANT ...]`."""
-    with RouterClient(args.target, api_key=args.api_key) as client:
-        try:
-            report = client.get_usage(args.tenants, timeout=args.timeout)
-        except grpc.RpcError as error:
-            print(describe_rpc_error(error), file=sys.stderr)
-            return EXIT_FAILED
-    if args.json:
-        print(json.dumps(to_json(report), indent=2))
-    else:
-        print_usage(report, args.lines)
-    return 0
+    return _show(args, lambda client: client.get_usage(args.tenants, timeout=args.timeout),
+                 lambda report: print_usage(report, args.lines))
 
 
 def tenants(args: argparse.Namespace) -> int:
     """`provider-router tenants`."""
-    with RouterClient(args.target, api_key=args.api_key) as client:
-        try:
-            listing = client.list_tenants(timeout=args.timeout)
-        except grpc.RpcError as error:
-            print(describe_rpc_error(error), file=sys.stderr)
-            return EXIT_FAILED
-    if args.json:
-        print(json.dumps(to_json(listing), indent=2))
-    else:
-        print_tenants(listing)
-    return 0
+    return _show(args, lambda client: client.list_tenants(timeout=args.timeout), print_tenants)

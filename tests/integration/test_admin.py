@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from provider_router.v1 import router_pb2 as pb
 from tests.integration.conftest import StartRouter
-
-
-def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    found: dict[str, str] = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
+from tests.integration.details import violations
 
 
 async def test_register_reports_one_violation_per_problem(start_router: StartRouter) -> None:
@@ -31,7 +19,7 @@ async def test_register_reports_one_violation_per_problem(start_router: StartRou
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await router.stub.Register(pb.RegisterRequest(provider=spec), timeout=5)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    fields = _violations(info.value)
+    fields = violations(info.value)
     assert {"provider.name", "provider.base_url", "provider.models[1].name",
             "provider.models[2].name", "provider.models[2].input_per_mtok"} <= fields.keys()
     listing = await router.stub.ListProviders(pb.ListProvidersRequest(), timeout=5)
@@ -43,7 +31,7 @@ async def test_unspecified_kind_is_invalid(start_router: StartRouter) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await router.stub.Register(pb.RegisterRequest(provider=pb.ProviderSpec(name="x")),
                                    timeout=5)
-    assert "provider.kind" in _violations(info.value)
+    assert "provider.kind" in violations(info.value)
 
 
 async def test_update_metrics_blends_and_shows_in_list(start_router: StartRouter) -> None:
@@ -112,7 +100,7 @@ async def test_register_cannot_send_a_configured_key_elsewhere(start_router: Sta
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await router.stub.Register(pb.RegisterRequest(provider=spec), timeout=5)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "provider.api_key_env" in _violations(info.value)
+    assert "provider.api_key_env" in violations(info.value)
     spec.api_key_env = "HOME"  # any other host variable is outside the allowlist
     with pytest.raises(grpc.aio.AioRpcError):
         await router.stub.Register(pb.RegisterRequest(provider=spec), timeout=5)

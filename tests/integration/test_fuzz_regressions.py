@@ -7,26 +7,14 @@ import logging
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from provider_router.v1 import router_pb2 as pb
 from provider_router.validation import MAX_MODELS
 from tests.integration.conftest import StartRouter
+from tests.integration.details import violations
 
 SERVICE = "/provider_router.v1.RouterService/"
 
-
-def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found: dict[str, str] = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Is(bad.DESCRIPTOR):
-            detail.Unpack(bad)
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
 
 
 def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
@@ -42,7 +30,7 @@ async def test_undecodable_requests_are_invalid_argument(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await unary(payload, timeout=5)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "provider_router.v1.ChatRequest" in _violations(info.value)["request"]
+    assert "provider_router.v1.ChatRequest" in violations(info.value)["request"]
     stream = router.channel.unary_stream(SERVICE + "StreamChat")
     with pytest.raises(grpc.aio.AioRpcError) as streamed:
         async for _ in stream(payload, timeout=5):
@@ -71,7 +59,7 @@ async def test_non_finite_numbers_in_json_schemas_are_field_violations(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await router.stub.Chat(request, timeout=5)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert set(_violations(info.value)) == {"response_format.json_schema", "tools[0].parameters"}
+    assert set(violations(info.value)) == {"response_format.json_schema", "tools[0].parameters"}
     _no_tracebacks(caplog)
 
 
@@ -87,7 +75,7 @@ async def test_invalid_evaluation_time_is_a_field_violation(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await router.stub.Route(request, timeout=5)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "evaluation_time" in _violations(info.value)
+    assert "evaluation_time" in violations(info.value)
     _no_tracebacks(caplog)
 
 
@@ -130,4 +118,4 @@ async def test_too_many_models_are_refused_before_conversion(start_router: Start
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await router.stub.Register(pb.RegisterRequest(provider=spec), timeout=5)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert _violations(info.value) == {"provider.models": f"must list at most {MAX_MODELS} models"}
+    assert violations(info.value) == {"provider.models": f"must list at most {MAX_MODELS} models"}

@@ -10,23 +10,11 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from provider_router.v1 import router_pb2 as pb
 from tests.fakes.harness import KEY
 from tests.integration.conftest import Fakes, StartRouter
-
-
-def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    found: dict[str, str] = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
+from tests.integration.details import violations
 
 
 def _spec(base_url: str, name: str = "upstream", **kwargs: Any) -> pb.ProviderSpec:
@@ -39,7 +27,7 @@ async def _refusal(stub: Any, spec: pb.ProviderSpec, validate_only: bool = False
         await stub.Register(pb.RegisterRequest(provider=spec, validate_only=validate_only),
                             timeout=10)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    return _violations(info.value)["provider.base_url"]
+    return violations(info.value)["provider.base_url"]
 
 
 @pytest.mark.parametrize(("base_url", "says"), [
@@ -88,7 +76,7 @@ async def test_command_providers_cannot_be_registered_by_default(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await router.stub.Register(pb.RegisterRequest(provider=spec), timeout=10)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "config file" in _violations(info.value)["provider.kind"]
+    assert "config file" in violations(info.value)["provider.kind"]
 
 
 async def test_loopback_works_by_default_and_can_be_refused(start_router: StartRouter,

@@ -11,8 +11,6 @@ import asyncio
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from provider_router.state.redis_cache import RedisCache
 from provider_router.tenants import hash_key
@@ -20,6 +18,7 @@ from provider_router.v1 import router_pb2 as pb
 from tests.fakes.base import FakeUpstream, Fault, Script
 from tests.integration.chaos import ENV, Upstream, chat, config, stream
 from tests.integration.conftest import Fakes, RunningRouter, StartRouter
+from tests.integration.details import violations
 from tests.redis.server import RedisServer
 
 ANSWER = "Hello, world!"
@@ -74,16 +73,6 @@ def stream_request(text: str = "Say hello", temperature: float | None = 0.0,
                                 messages=[pb.ChatMessage(role=pb.ROLE_USER, content=text)],
                                 parameters=_params(temperature))
 
-
-def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    found: dict[str, str] = {}
-    for detail in status.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
 
 
 def _sample(router: RunningRouter, name: str, **labels: str) -> float:
@@ -232,7 +221,7 @@ async def test_a_ttl_out_of_range_is_refused(seconds: int, start_router: StartRo
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await router.stub.Chat(request, timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violations(caught.value) == {
+    assert violations(caught.value) == {
         "routing.cache_ttl": "must be positive and at most 365 days"}
 
 

@@ -29,6 +29,11 @@ async def tls_server(ca: trustme.CA, *names: str) -> tuple[asyncio.Server, int, 
     """A TLS server with a certificate for `names`; records each request's Host header."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*names).configure_cert(context)
+    return await http_server(context)
+
+
+async def http_server(context: ssl.SSLContext | None) -> tuple[asyncio.Server, int, list[str]]:
+    """An HTTP/1.1 server (over TLS with `context`) answering BODY; records each Host header."""
     hosts: list[str] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

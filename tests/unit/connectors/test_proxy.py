@@ -4,7 +4,6 @@ in absolute form, credentials sent but never shown, NO_PROXY bypass."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from provider_router.connectors.timing import PhaseTimeouts
 from provider_router.errors import ConfigError, ProviderConnectionError
 from provider_router.resilience.deadline import Deadline
 from tests.fakes.proxy import ForwardProxy
-from tests.unit.connectors.test_h1_tls import tls_server, trust
+from tests.unit.connectors.test_h1_tls import http_server, tls_server, trust
 
 PASSWORD = "pr0xy-S3CRET-pass"
 BASIC = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
@@ -161,7 +160,7 @@ async def test_an_unreachable_proxy_is_a_connection_error() -> None:
 
 
 async def test_plain_http_is_sent_in_absolute_form(proxy: ForwardProxy) -> None:
-    upstream, port, hosts = await _plain_server()
+    upstream, port, hosts = await http_server(None)
     http = client({"HTTP_PROXY": with_credentials(proxy)})
     try:
         assert await http.request_json(HttpCall("GET", f"http://127.0.0.1:{port}/v1/models"),
@@ -175,7 +174,7 @@ async def test_plain_http_is_sent_in_absolute_form(proxy: ForwardProxy) -> None:
 
 
 async def test_no_proxy_bypasses_the_proxy(proxy: ForwardProxy) -> None:
-    upstream, port, hosts = await _plain_server()
+    upstream, port, hosts = await http_server(None)
     http = client({"HTTP_PROXY": proxy.url, "NO_PROXY": "localhost,127.0.0.0/8"})
     try:
         assert await http.request_json(HttpCall("GET", f"http://127.0.0.1:{port}/v1/models"),
@@ -185,26 +184,3 @@ async def test_no_proxy_bypasses_the_proxy(proxy: ForwardProxy) -> None:
         upstream.close()
     assert proxy.request_lines == []
     assert hosts == [f"127.0.0.1:{port}"]
-
-
-async def _plain_server() -> tuple[asyncio.Server, int, list[str]]:
-    """A plain HTTP/1.1 server answering {"ok": true}; records each Host header."""
-    hosts: list[str] = []
-    body = b'{"ok":true}'
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                hosts.extend(line.split(":", 1)[1].strip() for line in head.decode().split("\r\n")
-                             if line.lower().startswith("host:"))
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1], hosts
