@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 from provider_router.cache.base import CacheBackendError
+from provider_router.state.redis_link import FAILURES
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,7 +38,7 @@ class RedisCache:
         """The value under `key`, None when absent or expired."""
         try:
             value = await self._client.get(self._prefix + key)
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             raise CacheBackendError(f"redis GET failed: {error}") from error
         return value if isinstance(value, bytes) else None
 
@@ -47,7 +46,7 @@ class RedisCache:
         """Store with a TTL in milliseconds (at least 1)."""
         try:
             await self._client.set(self._prefix + key, value, px=max(1, round(ttl_s * 1000)))
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             raise CacheBackendError(f"redis SET failed: {error}") from error
 
     async def aclose(self) -> None:
