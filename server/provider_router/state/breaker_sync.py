@@ -29,11 +29,9 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import redis.asyncio as redis
-
 from provider_router.domain import BreakerState
 from provider_router.resilience.breaker import BreakerChange, ProviderBreakers
-from provider_router.state.redis_link import RedisLink
+from provider_router.state.redis_link import FAILURES, RedisLink
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-_FAILURES = (redis.RedisError, OSError, TimeoutError)
 
 LOCK_RETRY_S = 0.5
 """How long a replica that lost the trial lock waits before asking again."""
@@ -143,7 +140,7 @@ class SharedBreakers:
             if key in self._held:
                 del self._held[key]
                 await self._unlock(keys=[self._lock_prefix + field_of(key)], args=[self._me])
-        except _FAILURES as error:
+        except FAILURES as error:
             self._link.failed(error)
 
     # --- the trial lock ----------------------------------------------------------------------
@@ -166,7 +163,7 @@ class SharedBreakers:
         try:
             won = await self._link.client.set(self._lock_prefix + field_of(key), self._me,
                                               nx=True, px=self._trial_ttl_ms)
-        except _FAILURES as error:
+        except FAILURES as error:
             self._link.failed(error)
             return
         if won:
@@ -182,7 +179,7 @@ class SharedBreakers:
             pipe.time()
             pipe.hgetall(self._hash)
             (seconds, micros), records = await pipe.execute()
-        except _FAILURES as error:
+        except FAILURES as error:
             self._link.failed(error)
             return
         now = seconds + micros / 1e6

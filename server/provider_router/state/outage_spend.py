@@ -15,17 +15,12 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis.exceptions import RedisError
-
-from provider_router.state.redis_link import RedisLink
+from provider_router.state.redis_link import FAILURES, RedisLink
 from provider_router.state.spend import PeriodKey, SpendEntry, SpendStore
 from provider_router.tenants import SpendLine
 
 WRITE_TIMEOUT_S = 0.25
 """The least time a spend write gets before it is kept for later."""
-
-_STORE_FAILURES = (RedisError, OSError, TimeoutError)
-"""What a failing or slow Redis raises (redis-py's errors, sockets, our timeout)."""
 
 
 @dataclass(slots=True)
@@ -64,7 +59,7 @@ class OutageTolerantSpendStore:
         """Redis's totals; while it fails, the last ones it gave plus local unsent spend."""
         try:
             found = await asyncio.wait_for(self._remote.totals(tenant, periods), self._timeout_s)
-        except _STORE_FAILURES as error:
+        except FAILURES as error:
             self._failed(error)
         else:
             for period, total in zip(periods, found, strict=True):
@@ -89,7 +84,7 @@ class OutageTolerantSpendStore:
                     # then count twice: writes get a longer budget than reads.
                     await asyncio.wait_for(self._remote.record(tenant, periods, entry),
                                            max(self._timeout_s, WRITE_TIMEOUT_S))
-                except _STORE_FAILURES as error:
+                except FAILURES as error:
                     self._failed(error)
                     return
                 self._unsent.records.pop(0)

@@ -28,13 +28,12 @@ from typing import TypeVar
 import orjson
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from provider_router.domain import JsonValue, ProviderSpec
 from provider_router.errors import ConfigError, StateUnavailableError
 from provider_router.state.base import ChangeCallback, ProviderChange, StoreHealth, Unsubscribe
 from provider_router.state.codec import CodecError, decode_spec, encode_spec
-from provider_router.state.redis_link import RedisLink, describe
+from provider_router.state.redis_link import FAILURES, RedisLink, describe
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +156,7 @@ class RedisStateStore:
     async def _call(self, command: Awaitable[T]) -> T:
         try:
             result = await command
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             self._link.failed(error)
             raise StateUnavailableError(
                 f"the state backend {self._link.name} is unreachable ({describe(error)}); "
@@ -203,7 +202,7 @@ class RedisStateStore:
                 await self._listen()
             except _Resubscribe:
                 continue  # the outage is reported already; start over once the link is up
-            except (RedisError, OSError, StateUnavailableError) as error:
+            except (*FAILURES, StateUnavailableError) as error:
                 if not self._following():
                     break
                 self._live.set()  # nobody waits for a feed that is down

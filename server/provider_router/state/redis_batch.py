@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as redis
-
-from provider_router.state.redis_link import RedisLink
+from provider_router.state.redis_link import FAILURES, RedisLink
 
 # KEYS[1]: the replicas' liveness set. ARGV[1]: this replica, ARGV[2]: lease seconds,
 # ARGV[3]: the number of operations; then each operation (see the module docstring).
@@ -135,8 +133,6 @@ end
 return out
 """
 
-_FAILURES = (redis.RedisError, OSError, TimeoutError)
-"""What a Redis call can end with that means "Redis is not answering": decide locally."""
 
 Answer = bytes | int | None
 """An operation's answer: text for takes, 1/0 for the rest; None when decided locally."""
@@ -238,7 +234,7 @@ class AdmissionBatch:
             # Over budget: this batch is decided locally; the call finishes in the
             # background, and marks the link down only if it fails.
             call.add_done_callback(self._late)
-        except _FAILURES as error:
+        except FAILURES as error:
             self._link.failed(error)
         finally:
             # Also when cancelled (shutdown): no caller may wait forever.

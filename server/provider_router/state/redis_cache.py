@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 from provider_router.cache.base import CacheBackendError
+from provider_router.state.redis_link import FAILURES
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -30,16 +29,11 @@ class RedisCache:
         client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return cls(client, prefix)
 
-    @property
-    def client(self) -> Redis:
-        """The Redis client in use (the process's shared one, or this cache's own)."""
-        return self._client
-
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, None when absent or expired."""
         try:
             value = await self._client.get(self._prefix + key)
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             raise CacheBackendError(f"redis GET failed: {error}") from error
         return value if isinstance(value, bytes) else None
 
@@ -47,7 +41,7 @@ class RedisCache:
         """Store with a TTL in milliseconds (at least 1)."""
         try:
             await self._client.set(self._prefix + key, value, px=max(1, round(ttl_s * 1000)))
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             raise CacheBackendError(f"redis SET failed: {error}") from error
 
     async def aclose(self) -> None:

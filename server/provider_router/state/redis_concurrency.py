@@ -20,9 +20,8 @@ import math
 from collections import Counter
 from collections.abc import Awaitable
 
-import redis.asyncio as redis
-
 from provider_router.state.redis_batch import AdmissionBatch, Answer, key_ref
+from provider_router.state.redis_link import FAILURES
 
 # KEYS[1]: the liveness set, then one hash per provider. ARGV: me, lease, then one count per
 # hash. Marks us alive, forgets replicas long gone, and writes our absolute counts.
@@ -41,7 +40,6 @@ end
 return 1
 """
 
-_FAILURES = (redis.RedisError, OSError, TimeoutError)
 
 ALIVE_KEY = "cc-alive"
 """The liveness set's name after the key prefix."""
@@ -100,7 +98,7 @@ class RedisSlots:
         try:
             await self._beat(keys=[self._alive, *(self._prefix + p for p in providers)],
                              args=[self._me, self._lease, *(self._held[p] for p in providers)])
-        except _FAILURES as error:
+        except FAILURES as error:
             self._link.failed(error)
             return
         self._held = Counter({p: n for p, n in self._held.items() if n > 0})

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import redis.asyncio as redis
-
 from provider_router.resilience.ratelimit import Charge, MemoryBucketStore
 from provider_router.state.redis_batch import AdmissionBatch, key_ref
+from provider_router.state.redis_link import FAILURES
 
-_FAILURES = (redis.RedisError, OSError, TimeoutError)
 
 class LocalShare:
     """This replica's share of every limit (limit / replicas), used while Redis is down."""
@@ -127,5 +125,5 @@ class RedisBucketStore:
             return
         try:
             await self._link.client.delete(*(self._prefix + key for key in keys))
-        except _FAILURES as error:
+        except FAILURES as error:
             self._link.failed(error)

@@ -38,6 +38,10 @@ CONNECT_TIMEOUT_S = 1.0
 WATCH_INTERVAL_S = 0.5
 """How often a down link pings Redis to see whether it is back."""
 
+FAILURES = (redis.RedisError, OSError, TimeoutError)
+"""What a Redis call can end with that means "Redis is not answering" (redis-py's errors,
+sockets, a caller's own timeout): mark the link down and decide locally."""
+
 ReconnectListener = Callable[[], Awaitable[None]]
 """Runs after the link comes back from an outage, to resync what was missed."""
 
@@ -170,7 +174,7 @@ class RedisLink:
         """Ping Redis now and record the result; whether it answered."""
         try:
             await self.client.ping()
-        except (redis.RedisError, OSError) as error:
+        except FAILURES as error:
             self.failed(error)
             return False
         self.succeeded()
@@ -180,7 +184,7 @@ class RedisLink:
         while not self.up and not self._closed:
             await asyncio.sleep(self._watch_interval_s)
             # The answer flips the link up through succeeded(); a failure keeps it down.
-            with contextlib.suppress(redis.RedisError, OSError):
+            with contextlib.suppress(*FAILURES):
                 await self.client.ping()
                 self.succeeded()
 
@@ -191,7 +195,7 @@ class RedisLink:
             except Exception as error:
                 # The listener's own Redis calls mark the link down again when they fail;
                 # anything else is a bug worth a traceback, not a reason to skip the others.
-                if isinstance(error, redis.RedisError | OSError):
+                if isinstance(error, FAILURES):
                     self.failed(error)
                 else:
                     log.exception("resync listener %r failed", listener)

@@ -19,10 +19,8 @@ import asyncio
 import uuid
 from collections import defaultdict
 
-import redis.asyncio as redis
-
 from provider_router.routing.stats import StatsBook, StatsSummary, merge_summaries
-from provider_router.state.redis_link import RedisLink
+from provider_router.state.redis_link import FAILURES, RedisLink
 
 _SEP = "\x1f"
 
@@ -47,8 +45,6 @@ for i = 1, #all, 2 do
 end
 return {stamp, kept}
 """
-
-_FAILURES = (redis.RedisError, OSError, TimeoutError)
 
 
 def encode(summary: StatsSummary) -> str:
@@ -102,7 +98,7 @@ class SharedStats:
             args += [f"{self._me}{_SEP}{provider}", encode(summary)]
         try:
             stamp, flat = await self._exchange(keys=[self._hash], args=args)
-        except _FAILURES as error:
+        except FAILURES as error:
             self._link.failed(error)
             return
         self._stats.set_peers(self._merge(float(stamp), flat))
