@@ -95,7 +95,7 @@ class Hedger:
             return self._dispatcher.chat(spec, target, request, deadline, count - index - 1,
                                          chain), None
 
-        race = Race(self, policy, request, targets, deadline, chain, launch, stream=False)
+        race = Race(self, policy, targets, deadline, chain, launch, stream=False)
         return await race.run(0)
 
     async def chat_response(self, policy: d.HedgePolicy, request: d.ChatRequest,
@@ -134,8 +134,8 @@ class Hedger:
                                              count - index - 1, chain)
             return first_event(events), events
 
-        race: Race[d.StreamEvent] = Race(self, policy, request, targets, deadline, chain,
-                                           launch, stream=True)
+        race: Race[d.StreamEvent] = Race(self, policy, targets, deadline, chain, launch,
+                                           stream=True)
         won = await race.run(first)
         if won is None:
             return None
