@@ -46,6 +46,7 @@ import pybreaker
 
 from provider_router.domain import AttemptOutcome, BreakerState, ExclusionReason
 from provider_router.errors import ProviderError
+from provider_router.resilience.retry import grown
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class BreakerConfig:
     def reset_after(self, failed_trials: int) -> float:
         """The open → half-open wait after `failed_trials` failed trials in a row."""
         first = min(self.reset_initial_s, self.reset_timeout_s)
-        return min(first * 2.0 ** min(failed_trials, 32), self.reset_timeout_s)
+        return grown(first, 2.0, failed_trials, self.reset_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
