@@ -46,6 +46,7 @@ import pybreaker
 
 from provider_router.domain import AttemptOutcome, BreakerState, ExclusionReason
 from provider_router.errors import ProviderError
+from provider_router.resilience.retry import grown
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class BreakerConfig:
     def reset_after(self, failed_trials: int) -> float:
         """The open → half-open wait after `failed_trials` failed trials in a row."""
         first = min(self.reset_initial_s, self.reset_timeout_s)
-        return min(first * 2.0 ** min(failed_trials, 32), self.reset_timeout_s)
+        return grown(first, 2.0, failed_trials, self.reset_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,12 +511,14 @@ class ProviderBreakers:
 
     def admission_fraction(self, provider: str, model: str, now: float | None = None) -> float:
         """Share of its normal traffic to send: rises from ramp_floor to 1 over ramp_s."""
-        found = [b for b in (self._find(provider, model), self._provider_level(provider, model))
-                 if b is not None]
-        if not found:
+        # Per target of every request: no list or generator, the clock read only if needed.
+        breaker = self._find(provider, model)
+        whole = self._provider_level(provider, model)
+        if breaker is None and whole is None:
             return 1.0
         at = self._clock() if now is None else now
-        return min(b.admission_fraction(at) for b in found)
+        share = 1.0 if breaker is None else breaker.admission_fraction(at)
+        return share if whole is None else min(share, whole.admission_fraction(at))
 
     def _provider_level(self, provider: str, model: str) -> _Breaker | None:
         if not (model and self._config.per_model):

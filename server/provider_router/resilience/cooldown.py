@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from provider_router.resilience.retry import grown
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
@@ -86,7 +88,7 @@ class CooldownBook:
             return min(retry_after_s, config.max_s)
         if quota:
             return config.max_s
-        return min(config.default_s * 2.0 ** min(streak, 32), config.max_s)
+        return grown(config.default_s, 2.0, streak, config.max_s)
 
     def remaining(self, provider: str, model: str, now: float | None = None) -> float:
         """Seconds until the target may be tried again; 0.0 when it is not cooling."""

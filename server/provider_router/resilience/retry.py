@@ -39,6 +39,15 @@ __all__ = (
 )
 
 
+def grown(base: float, factor: float, times: int, cap: float) -> float:
+    """base·factorⁿ for n = `times` (0 when negative), at most `cap` (also on overflow)."""
+    try:
+        value = base * math.pow(factor, max(0, times))
+    except OverflowError:
+        return cap
+    return min(cap, value)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how patiently the same provider is retried."""
@@ -65,11 +74,7 @@ class RetryPolicy:
 
     def ceiling(self, attempt_index: int) -> float:
         """Backoff bound after attempt `attempt_index` (0-based): base·factorⁿ, at most cap_s."""
-        try:
-            grown = self.base_s * math.pow(self.factor, max(0, attempt_index))
-        except OverflowError:
-            return self.cap_s
-        return min(self.cap_s, grown)
+        return grown(self.base_s, self.factor, attempt_index, self.cap_s)
 
     def backoff(self, attempt_index: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, ceiling], so retrying clients spread out."""

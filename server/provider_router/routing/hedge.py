@@ -45,7 +45,7 @@ from provider_router.routing.hedge_race import (
     first_event,
     resumed,
 )
-from provider_router.routing.outcome import chain_failure
+from provider_router.routing.outcome import chain_failure, chat_response
 from provider_router.routing.pricing import cost_usd
 from provider_router.routing.stats import StatsBook
 from provider_router.telemetry.metrics import Metrics
@@ -95,7 +95,7 @@ class Hedger:
             return self._dispatcher.chat(spec, target, request, deadline, count - index - 1,
                                          chain), None
 
-        race = Race(self, policy, request, targets, deadline, chain, launch, stream=False)
+        race = Race(self, policy, targets, deadline, chain, launch, stream=False)
         return await race.run(0)
 
     async def chat_response(self, policy: d.HedgePolicy, request: d.ChatRequest,
@@ -108,13 +108,7 @@ class Hedger:
         for rounds in range(2):
             won = await self.chat(policy, request, targets, deadline, chain)
             if won is not None:
-                result = won.result
-                return d.ChatResponse(
-                    provider=won.target.provider, model=result.model or won.target.model,
-                    result=result, cost_usd=cost_usd(won.spec.model(won.target.model),
-                                                     result.usage),
-                    latency_s=time.perf_counter() - started, attempts=tuple(chain.attempts),
-                    strategy=decision.strategy, rule=decision.rule)
+                return chat_response(won.target, won.spec, won.result, chain, decision, started)
             if rounds or not await wait_for_capacity(chain, deadline):
                 break
         raise chain_failure(chain, deadline, error_pick)
@@ -134,8 +128,8 @@ class Hedger:
                                              count - index - 1, chain)
             return first_event(events), events
 
-        race: Race[d.StreamEvent] = Race(self, policy, request, targets, deadline, chain,
-                                           launch, stream=True)
+        race: Race[d.StreamEvent] = Race(self, policy, targets, deadline, chain, launch,
+                                           stream=True)
         won = await race.run(first)
         if won is None:
             return None

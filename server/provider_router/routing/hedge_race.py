@@ -96,12 +96,11 @@ async def resumed(first: d.StreamEvent, events: Events) -> Events:
 class Race(Generic[R]):
     """One hedged race over the chain's targets."""
 
-    def __init__(self, referee: Referee, policy: d.HedgePolicy, request: d.ChatRequest,
+    def __init__(self, referee: Referee, policy: d.HedgePolicy,
                  targets: tuple[d.RouteTarget, ...], deadline: Deadline, chain: Chain,
                  launch: Launch[R], *, stream: bool) -> None:
         self._referee = referee
         self._policy = policy
-        self._request = request
         self._targets = targets
         self._deadline = deadline
         self._chain = chain

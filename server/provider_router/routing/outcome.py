@@ -1,7 +1,11 @@
-"""The error a failed chain ends with: the most informative one, with every attempt."""
+"""What a chain ends with: the caller's answer, or the most informative error with every
+attempt."""
 
 from __future__ import annotations
 
+import time
+
+from provider_router import domain as d
 from provider_router.errors import (
     DeadlineExceededError,
     ProviderAuthError,
@@ -16,6 +20,17 @@ from provider_router.resilience.deadline import Deadline
 from provider_router.resilience.retry import pick_error
 from provider_router.resilience.settings import ErrorPickMode
 from provider_router.routing.dispatch import Chain
+from provider_router.routing.pricing import cost_usd
+
+
+def chat_response(target: d.RouteTarget, spec: d.ProviderSpec, result: d.ChatResult,
+                  chain: Chain, decision: d.RouteDecision, started: float) -> d.ChatResponse:
+    """The Chat answer of the target that gave `result` (`started`: time.perf_counter())."""
+    return d.ChatResponse(
+        provider=target.provider, model=result.model or target.model, result=result,
+        cost_usd=cost_usd(spec.model(target.model), result.usage),
+        latency_s=time.perf_counter() - started, attempts=tuple(chain.attempts),
+        strategy=decision.strategy, rule=decision.rule)
 
 
 def _rate_limited(chain: Chain) -> RateLimitedError | None:

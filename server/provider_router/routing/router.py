@@ -27,7 +27,7 @@ from provider_router.routing.dispatch import Chain, Dispatcher, Resilience
 from provider_router.routing.hedge import Hedger
 from provider_router.routing.hedge_config import HedgeSettings
 from provider_router.routing.key_policy import KeyReferencePolicy
-from provider_router.routing.outcome import chain_failure
+from provider_router.routing.outcome import chain_failure, chat_response
 from provider_router.routing.planner import Planner
 from provider_router.routing.pool import ConnectorPool
 from provider_router.routing.pricing import cost_usd, expected_completion_tokens
@@ -154,11 +154,7 @@ class Router:
                 result = await self._dispatcher.chat(spec, target, request, deadline,
                                                      len(targets) - index - 1, chain)
                 if result is not None:
-                    return d.ChatResponse(
-                        provider=target.provider, model=result.model or target.model,
-                        result=result, cost_usd=_cost(spec, target.model, result.usage),
-                        latency_s=time.perf_counter() - started, attempts=tuple(chain.attempts),
-                        strategy=decision.strategy, rule=decision.rule)
+                    return chat_response(target, spec, result, chain, decision, started)
             if rounds or not await self._waited_for_capacity(chain, deadline):
                 break
         raise chain_failure(chain, deadline, self._r.settings.error_pick)

@@ -91,17 +91,15 @@ def merge_summaries(summaries: list[StatsSummary]) -> StatsSummary:
     """Several replicas' summaries as one: averages weighted by samples, counts summed.
     Percentiles are the sample-weighted mean of each replica's (an approximation: exact
     merging would need every sample, which is what this sharing avoids)."""
-    weights = [s.samples for s in summaries]
+    # A replica without samples has no percentiles (0.0 stands for none): left out of them.
+    sampled = [s for s in summaries if s.samples]
     return StatsSummary(
         ema_ms=_weighted([(s.ema_ms, s.samples) for s in summaries]),
         ttft_ms=_weighted([(s.ttft_ms, s.samples) for s in summaries]),
-        p50_ms=_weighted([(s.p50_ms, w) for s, w in zip(summaries, weights, strict=True)
-                          if w]) or 0.0,
-        p95_ms=_weighted([(s.p95_ms, w) for s, w in zip(summaries, weights, strict=True)
-                          if w]) or 0.0,
-        p99_ms=_weighted([(s.p99_ms, w) for s, w in zip(summaries, weights, strict=True)
-                          if w]) or 0.0,
-        samples=sum(weights), outcomes=sum(s.outcomes for s in summaries),
+        p50_ms=_weighted([(s.p50_ms, s.samples) for s in sampled]) or 0.0,
+        p95_ms=_weighted([(s.p95_ms, s.samples) for s in sampled]) or 0.0,
+        p99_ms=_weighted([(s.p99_ms, s.samples) for s in sampled]) or 0.0,
+        samples=sum(s.samples for s in summaries), outcomes=sum(s.outcomes for s in summaries),
         failures=sum(s.failures for s in summaries),
         in_flight=sum(s.in_flight for s in summaries))
 
