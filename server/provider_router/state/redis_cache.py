@@ -29,6 +29,11 @@ class RedisCache:
         client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return cls(client, prefix)
 
+    @property
+    def client(self) -> Redis:
+        """The Redis client in use (the process's shared one, or this cache's own)."""
+        return self._client
+
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, None when absent or expired."""
         try:
